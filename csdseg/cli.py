@@ -1,0 +1,76 @@
+"""``csdseg <stage>``: parse the command line, load the config, call the stage's ``run``.
+
+Each stage lives in its own module under :mod:`csdseg.stages`. A module exposes ``HELP`` (one
+line), ``run(cfg)`` for config-driven stages, and optionally ``add_arguments(parser)`` plus
+``main(args)`` for stages with their own flags. Config-driven stages all take
+``-c CONFIG`` and dotted ``key=value`` overrides.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> module; a plain dict, so the list of stages reads top to bottom in pipeline order.
+STAGES: dict[str, str] = {
+}
+
+
+def _load(name: str):
+    return importlib.import_module(STAGES[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csdseg",
+        description="Weakly-supervised semantic segmentation with Cross-domain Semantic Decoupling.",
+    )
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE")
+    sub.required = True
+    for name in STAGES:
+        module = _load(name)
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "__doc__", None),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+        else:
+            add_config_arguments(p)
+    return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="YAML preset, e.g. configs/voc_irn.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. train.epochs=3 data.root=/data/VOC2012")
+
+
+def config_from_args(args: argparse.Namespace):
+    from csdseg.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    module = _load(args.stage)
+    from csdseg.errors import USER_ERRORS
+
+    try:
+        if hasattr(module, "main"):
+            result = module.main(args)
+        else:
+            result = module.run(config_from_args(args))
+    except USER_ERRORS as exc:
+        print(f"csdseg {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"csdseg {args.stage}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

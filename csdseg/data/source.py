@@ -1,0 +1,121 @@
+"""One interface over every dataset: ids, image-level labels, images and (optional) masks.
+
+A :class:`Source` is a split of a dataset. VOC (and the synthetic data, written in the VOC
+layout), COCO and custom folders all implement it, so every stage reads data the same way.
+Image ids are strings everywhere ("2007_000032").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from csdseg.data.classes import IGNORE_INDEX
+
+
+class DataError(ValueError):
+    """A dataset file is missing or malformed; the message names the file and the fix."""
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read any image PIL understands as RGB uint8 [H, W, 3] (grayscale, CMYK, RGBA included)."""
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist; check data.root and the split list")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "RGBA":  # composite on white rather than dropping alpha to black
+                background = Image.new("RGB", image.size, (255, 255, 255))
+                background.paste(image, mask=image.getchannel("A"))
+                image = background
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"image {path} is corrupt or truncated ({exc}); replace or remove it") from None
+
+
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """Read a label PNG as uint8 [H, W]: 0 = background, 1..K classes, 255 = void."""
+    if not path.is_file():
+        raise DataError(f"mask {path} does not exist; check data.mask_dir")
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"mask {path} is corrupt ({exc})") from None
+    if mask.ndim != 2:
+        raise DataError(f"mask {path} must be a single-channel (palette or L) PNG, got shape {mask.shape}")
+    bad = (mask > num_classes) & (mask != IGNORE_INDEX)
+    if bad.any():
+        raise DataError(
+            f"mask {path} has values {sorted(set(np.unique(mask[bad]).tolist()))[:5]} outside "
+            f"0..{num_classes} and {IGNORE_INDEX}; masks hold class indices, not colours"
+        )
+    return mask.astype(np.uint8)
+
+
+def read_split(path: Path) -> list[str]:
+    """A split list: one id per line (VOC lists may carry a mask path after the id)."""
+    if not path.is_file():
+        raise DataError(f"split list {path} does not exist")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids = [Path(i).stem if "/" in i else i for i in ids]
+    if not ids:
+        raise DataError(f"split list {path} is empty")
+    return ids
+
+
+class Source:
+    """Base class: subclasses fill the attributes below in their constructor."""
+
+    ids: list[str]
+    labels: np.ndarray  # [N, K] float32 multi-hot
+    class_names: list[str]
+
+    def image_path(self, image_id: str) -> Path:
+        raise NotImplementedError
+
+    def mask_path(self, image_id: str) -> Path | None:
+        return None
+
+    # --- shared behaviour ------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, image_id: str) -> int:
+        if not hasattr(self, "_index"):
+            self._index = {i: n for n, i in enumerate(self.ids)}
+        return self._index[image_id]
+
+    def label(self, image_id: str) -> np.ndarray:
+        return self.labels[self.index(image_id)]
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return read_image(self.image_path(image_id))
+
+    def has_masks(self) -> bool:
+        path = self.mask_path(self.ids[0]) if self.ids else None
+        return path is not None and path.parent.is_dir()
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        path = self.mask_path(image_id)
+        if path is None:
+            raise DataError(f"this dataset has no masks for {image_id}")
+        return read_mask(path, self.num_classes)
+
+    def contexts(self) -> dict | None:
+        """Per-image background context, recorded by the synthetic generator (else None)."""
+        return None
+
+
+def load_contexts(root: Path) -> dict | None:
+    """``contexts.json`` written by ``csdseg synth``: context names, class->preferred, id->context."""
+    path = root / "contexts.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())

@@ -1,0 +1,15 @@
+"""The errors a user can fix: the CLI prints them as one line instead of a traceback."""
+from __future__ import annotations
+
+from csdseg.config import ConfigError
+from csdseg.data.source import DataError
+from csdseg.runs import MissingInputError
+
+
+class StageError(RuntimeError):
+    """A stage cannot go on (bad checkpoint, diverged training...); the message says why."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, DataError, MissingInputError, StageError, PermissionError,
+)

@@ -1,0 +1,71 @@
+"""Atomic file writes: a crash never leaves a half-written output behind.
+
+Every stage writes through these helpers: the bytes go to a temporary file in the same folder,
+then ``os.replace`` renames it over the target, which is atomic on POSIX and Windows.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_npy(path: str | Path, obj: Any) -> None:
+    """``np.save`` of an array or a dict (dicts load with ``np.load(p, allow_pickle=True).item()``)."""
+    buffer = io.BytesIO()
+    np.save(buffer, obj, allow_pickle=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_save_png(path: str | Path, image: Any) -> None:
+    """Save a PIL image (palette or RGB) as PNG, atomically."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
