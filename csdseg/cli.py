@@ -14,6 +14,21 @@ import sys
 
 # name -> module; a plain dict, so the list of stages reads top to bottom in pipeline order.
 STAGES: dict[str, str] = {
+    "synth": "csdseg.stages.synth",
+    "prepare": "csdseg.stages.prepare",
+    "train-cam": "csdseg.stages.train_cam",
+    "make-cam": "csdseg.stages.make_cam",
+    "eval-cam": "csdseg.stages.eval_cam",
+    "make-ir-label": "csdseg.stages.make_ir_label",
+    "make-csd-masks": "csdseg.stages.make_csd_masks",
+    "show-csd": "csdseg.stages.show_csd",
+    "train-irn": "csdseg.stages.train_irn",
+    "make-sem-seg": "csdseg.stages.make_sem_seg",
+    "eval-sem-seg": "csdseg.stages.eval_sem_seg",
+    "train-seg": "csdseg.stages.train_seg",
+    "eval-seg": "csdseg.stages.eval_seg",
+    "predict": "csdseg.stages.predict",
+    "demo": "csdseg.stages.demo",
 }
 
 

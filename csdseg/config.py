@@ -40,10 +40,17 @@ class ModelConfig:
     name: str = "resnet50_cam"  # a key of csdseg.models.MODELS
     pretrained: str = "hub"  # hub | none | path to a local weights file
     num_classes: int = 0  # 0 = take it from the dataset
+    # IRN freezes the stem and detaches features after stage 2 (2); 0 trains every stage,
+    # which a network trained from scratch (the synthetic demo) needs.
+    detach_after: int = 2
+    frozen_bn: bool = True  # IRN's FixedBatchNorm; false lets batch statistics train
 
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd (IRN) | adamw (MCTformer)
+    schedule: str = "poly"  # poly (IRN) | cosine (MCTformer: linear warm-up, cosine decay)
+    warmup_epochs: int = 0
     lr: float = 0.1
     head_lr_mult: float = 10.0
     weight_decay: float = 1e-4
@@ -63,6 +70,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision, used only on CUDA
     max_steps: int = 0  # 0 = no limit; a cap for smoke tests
     log_every: int = 20
+    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
     init_from: str = ""  # a checkpoint to start from (warm start), "" = pretrained backbone
 
 
@@ -70,7 +78,7 @@ class TrainConfig:
 class CamConfig:
     scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 1.5, 2.0])
     flip: bool = True
-    batch_views: bool = True  # run image and flipped image as one batch per scale
+    normalize: str = "max"  # per-class normalisation: max (IRN) | minmax (MCTformer)
 
 
 @dataclass
@@ -93,10 +101,18 @@ class CsdConfig:
     tau: float = 0.1  # co-occurrence softmax temperature
     beta: float = 0.15  # constant background score in the per-cell distribution
     temperature: float = 0.1  # softmax temperature T of the per-cell distribution
-    teacher: str = "detached"  # detached | joint
+    teacher: str = "detached"  # detached | joint | ema
     kl_channels: str = "all"  # all | pasted
     apply_to: str = "multi"  # multi | all
     fg_paste: str = "same_location"  # same_location | random
+    # Stability options (docs/csd.md): how maps are normalised before the per-cell softmax,
+    # which classes enter the KL, which teacher classes the fg term keeps.
+    normalizer: str = "global"  # max (per-class, differentiable) | detached_floor | global
+    norm_floor: float = 1.0  # normalizer=detached_floor: floor of the detached per-class max
+    kl_classes: str = "all"  # all | present (the two images' classes + background)
+    teacher_classes: str = "all"  # all | pasted (teacher maps zeroed except class c, fg term)
+    ema_momentum: float = 0.999  # teacher=ema
+    dead_warn: float = 0.2  # warn when this share of present classes has an all-zero map
 
 
 @dataclass
@@ -113,34 +129,62 @@ class IrLabelConfig:
 class IrnConfig:
     """The inter-pixel relation network (IRN's train_irn) and its random walk."""
 
-    backbone: str = "resnet50.tv_in1k"
+    backbone: str = "resnet50.tv_in1k"  # or resnet18 / resnet10t for CPU demos
+    pretrained: str = "hub"  # hub | none | path to local ImageNet weights for the backbone
     epochs: int = 3
     batch_size: int = 32
     crop_size: int = 512
     rescale: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    hflip: bool = True
     lr: float = 0.1
+    dp_lr_mult: float = 10.0  # IRN: the displacement branch learns at 10x the boundary branch
     weight_decay: float = 1e-4
+    momentum: float = 1e-4  # IRN's PolyOptimizer passes weight decay into SGD's momentum slot
+    poly_power: float = 0.9
+    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
     path_radius: int = 10
     beta: float = 10.0
     exp_times: int = 8
     walk_radius: int = 5
     sem_seg_bg_threshold: float = 0.25
+    method: str = "rw"  # make-sem-seg: rw (IRN random walk) | crf (CAM + dense CRF)
+    crf_preset: str = "deeplab_v2"  # method=crf: a key of csdseg.ops.crf.SOFTMAX_PRESETS
+    crf_bg_threshold: float = 0.15  # method=crf: constant background score before the CRF
+    walk_threads: int = 1  # CPU threads per random walk (0 = torch's default)
 
 
 @dataclass
 class SegConfig:
     """The segmentation network trained on pseudo-masks (DeepLab)."""
 
-    model: str = "deeplabv2_resnet101"
+    model: str = "deeplabv2_resnet101"  # a key of csdseg.models.deeplab.SEG_MODELS
+    backbone: str = ""  # timm backbone, "" = the model's (ResNet-101 resnet101.tv_in1k)
+    pretrained: str = "hub"  # hub | none | path to a local timm state dict
+    output_stride: int = 0  # 0 = the model's default (8 DeepLab-v2, 16 DeepLab-v3+)
+    freeze_bn: bool = True  # DeepLab-v2 only: batch-norm statistics frozen, as in the release
     pseudo_dir: str = ""  # "" = this run's pseudo-masks
     epochs: int = 20
     batch_size: int = 10
-    crop_size: int = 321
+    crop_size: int = 0  # 0 = the model's default (321 DeepLab-v2, 512 DeepLab-v3+)
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    hflip: bool = True
     lr: float = 2.5e-4
+    lr_head_mult: float = 10.0
+    momentum: float = 0.9
     weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    loss_at: str = "input"  # input: logits upsampled to the crop | logits: labels downsampled
+    amp: bool = True  # mixed precision, used only on CUDA
+    num_workers: int = 2
+    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
+    log_every: int = 20
+    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
+    val_every: int = 1  # validate on eval_split every N epochs (0 = never)
+    eval_split: str = "val"  # split eval-seg scores and train-seg validates on
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5])
     flip: bool = True
     crf: bool = False
+    crf_preset: str = "deeplab_v2"  # a key of csdseg.ops.crf.SOFTMAX_PRESETS
 
 
 @dataclass
@@ -211,6 +255,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -281,6 +330,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.resize_long must be [min, max] with min <= max")
     if not cfg.cam.scales or any(s <= 0 for s in cfg.cam.scales):
         raise ConfigError("cam.scales must be a non-empty list of positive numbers")
+    if cfg.optim.name not in ("sgd", "adamw") or cfg.optim.schedule not in ("poly", "cosine"):
+        raise ConfigError("optim.name must be sgd or adamw; optim.schedule poly or cosine")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:
         raise ConfigError("train.batch_size must be >= 1 and train.epochs >= 0")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,8 +26,9 @@ def decode_voc_id(key: object) -> str:
     return str(key)
 
 
-def load_label_file(path: Path, num_classes: int) -> dict[str, np.ndarray]:
-    """A ``.npy`` dict id -> multi-hot float32[K] (int or str keys)."""
+def load_label_file(path: Path, num_classes: int,
+                    decode: Callable[[object], str] = decode_voc_id) -> dict[str, np.ndarray]:
+    """A ``.npy`` dict id -> multi-hot float32[K]; ``decode`` maps each key to a string id."""
     if not path.is_file():
         raise DataError(f"label file {path} does not exist; run `csdseg prepare voc` to derive it")
     try:
@@ -38,10 +40,10 @@ def load_label_file(path: Path, num_classes: int) -> dict[str, np.ndarray]:
         vector = np.asarray(value, dtype=np.float32).reshape(-1)
         if vector.shape[0] != num_classes:
             raise DataError(
-                f"label file {path}: id {decode_voc_id(key)} has {vector.shape[0]} labels, "
+                f"label file {path}: id {decode(key)} has {vector.shape[0]} labels, "
                 f"expected {num_classes}"
             )
-        labels[decode_voc_id(key)] = vector
+        labels[decode(key)] = vector
     return labels
 
 

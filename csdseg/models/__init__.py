@@ -13,21 +13,43 @@ make-cam and CSD work with any of them:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from csdseg.config import ModelConfig
 
 # name -> (module, builder). Builders take (num_classes, pretrained, **kwargs).
 MODELS: dict[str, tuple[str, str]] = {
     "resnet50_cam": ("csdseg.models.cam_resnet", "resnet50_cam"),
     "resnet18_cam": ("csdseg.models.cam_resnet", "resnet18_cam"),
     "resnet10t_cam": ("csdseg.models.cam_resnet", "resnet10t_cam"),
+    "mctformer_v1": ("csdseg.models.mctformer", "mctformer_v1"),
+    "mctformer_v2": ("csdseg.models.mctformer", "mctformer_v2"),
+    "mctformer_v1_tiny": ("csdseg.models.mctformer", "mctformer_v1_tiny"),
+    "mctformer_v2_tiny": ("csdseg.models.mctformer", "mctformer_v2_tiny"),
 }
 
 
 def build_model(name: str, num_classes: int, pretrained: str = "none", **kwargs: Any) -> nn.Module:
     if name not in MODELS:
-        raise ValueError(f"model.name '{name}' is not one of: {', '.join(MODELS)}")
+        from csdseg.config import ConfigError
+
+        raise ConfigError(f"model.name '{name}' is not one of: {', '.join(MODELS)}")
     module, builder = MODELS[name]
     return getattr(importlib.import_module(module), builder)(num_classes=num_classes,
                                                              pretrained=pretrained, **kwargs)
+
+
+def build_cam_model(cfg: "ModelConfig", num_classes: int) -> nn.Module:
+    """The CAM classifier ``cfg`` describes (the ResNet family takes IRN's freezing options)."""
+    if cfg.num_classes and cfg.num_classes != num_classes:
+        from csdseg.config import ConfigError
+
+        raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {num_classes} "
+                          "classes; set model.num_classes=0 to take it from the dataset")
+    kwargs: dict[str, Any] = {}
+    if MODELS.get(cfg.name, ("",))[0] == "csdseg.models.cam_resnet":
+        kwargs = {"detach_after": cfg.detach_after, "frozen_bn": cfg.frozen_bn}
+    return build_model(cfg.name, num_classes, cfg.pretrained, **kwargs)

@@ -1,0 +1,91 @@
+"""CSD's consistency terms: per-cell class distributions and a masked KL divergence.
+
+For each feature cell u: p_u = softmax([A_1(u), ..., A_K(u), beta] / T), A the normalised
+class activation maps (ReLU'd raw maps over a normaliser, see :func:`normalize_maps`). The term
+is the mean over selected cells of KL(p_u(teacher) || p_u(student)).
+
+Everything is computed in float32 (the loop may run the forward under autocast).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NORMALIZERS = ("max", "detached_floor", "global")
+EPS = 1e-5
+
+
+def normalize_maps(maps: torch.Tensor, mode: str = "global", floor: float = 1.0) -> torch.Tensor:
+    """maps [N, K, h, w] raw -> A [N, K, h, w] >= 0.
+
+    max: relu / (per-class max + 1e-5), differentiable (the paper's reading; the gradient is
+    scaled by ~1/max, which explodes for weak classes). detached_floor: relu / max(detached
+    per-class max, floor). global: relu / (detached max over all classes and cells + 1e-5), so
+    weak or absent classes stay small instead of being stretched to 1.
+    """
+    if mode not in NORMALIZERS:
+        raise ValueError(f"normalizer must be one of {', '.join(NORMALIZERS)}, got '{mode}'")
+    a = F.relu(maps.float())
+    if mode == "max":
+        return a / (a.amax(dim=(2, 3), keepdim=True) + EPS)
+    if mode == "detached_floor":
+        return a / a.detach().amax(dim=(2, 3), keepdim=True).clamp_min(floor)
+    return a / (a.detach().amax(dim=(1, 2, 3), keepdim=True) + EPS)
+
+
+def cell_log_probs(a: torch.Tensor, beta: float, temperature: float,
+                   channels: torch.Tensor | None = None) -> torch.Tensor:
+    """A [N, K, h, w] -> log p [N, K + 1, h, w] (last channel: background score beta).
+
+    ``channels`` bool [N, K + 1] keeps only those channels in the softmax (the others get
+    log p = -inf); None keeps all.
+    """
+    bg = torch.full_like(a[:, :1], beta)
+    logits = torch.cat([a, bg], 1) / temperature
+    if channels is not None:
+        logits = logits.masked_fill(~channels[:, :, None, None], float("-inf"))
+    return torch.log_softmax(logits, dim=1)
+
+
+def cell_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pixel mask [N, H, W] (bool/0-1) -> bool [N, h, w]: cells fully covered by the mask.
+
+    A min-pool over each cell, via adaptive pooling to the maps' size, so any feature stride
+    and input sizes that do not divide evenly are handled alike.
+    """
+    outside = 1.0 - mask.float()[:, None]
+    return F.adaptive_max_pool2d(outside, size)[:, 0] == 0
+
+
+def masked_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor,
+              cells: torch.Tensor) -> torch.Tensor:
+    """Mean over cells [N, h, w] of KL(p_teacher || p_student); 0 (in the graph) when no cell.
+
+    Log-probabilities [N, C, h, w]; channels that are -inf in both contribute nothing.
+    """
+    p_t = teacher_logp.exp()
+    diff = torch.where(p_t > 0, teacher_logp - student_logp, torch.zeros_like(p_t))
+    kl = (p_t * diff).sum(1)  # [N, h, w]
+    n = cells.sum()
+    if n == 0:
+        return student_logp.sum() * 0.0 + 0.0  # + 0.0: never log "-0.0"
+    return (kl * cells).sum() / n
+
+
+def channel_mask(n: int, num_classes: int, classes: torch.Tensor | None,
+                 device: torch.device) -> torch.Tensor:
+    """bool [N, K + 1]: True on ``classes`` (bool [N, K]; None = all) and on background."""
+    keep = torch.ones(n, num_classes + 1, dtype=torch.bool, device=device)
+    if classes is not None:
+        keep[:, :num_classes] = classes.bool()
+    return keep
+
+
+def dead_share(maps: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(present classes whose ReLU'd map is all zero, present classes) over a batch.
+
+    maps [B, K, h, w] raw, labels [B, K] multi-hot.
+    """
+    alive = (maps.detach() > 0).flatten(2).any(-1)  # [B, K]
+    present = labels > 0
+    return int((present & ~alive).sum()), int(present.sum())

@@ -1,0 +1,192 @@
+"""CSD as a plug-in to train-cam: the dataset wrapper, the collate function and the step.
+
+One student forward on [X_m (B); X_sm_fg (M); X_sm_bg (M)]; the teacher pass on X_s (M) is
+separate: eval mode without gradient (teacher=detached), an EMA copy (ema), or appended to the
+student batch with gradient in train mode (joint). Works with any model of the CAM contract
+(csdseg/models/__init__.py): only ``logits``/``maps`` and ``classification_loss`` are used.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from csdseg.config import Config, ConfigError, CsdConfig
+from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
+                                    dead_share, masked_kl, normalize_maps)
+from csdseg.csd.cooccurrence import CooccurrenceSampler
+from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
+from csdseg.data.cam_dataset import ClassificationDataset
+from csdseg.data.source import Source
+from csdseg.engine.checkpoint import unwrap
+from csdseg.ops.confident_labels import split_fg_bg
+from csdseg.runs import MissingInputError, RunDir
+
+log = logging.getLogger("csdseg.csd")
+
+CHOICES = {"teacher": ("detached", "joint", "ema"), "kl_channels": ("all", "pasted"),
+           "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
+           "normalizer": NORMALIZERS, "kl_classes": ("all", "present"),
+           "teacher_classes": ("all", "pasted")}
+
+
+def check_config(cfg: CsdConfig) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"csd.{key} must be one of {', '.join(allowed)}, "
+                              f"got '{getattr(cfg, key)}'")
+    if cfg.temperature <= 0 or cfg.tau < 0 or not 0 <= cfg.ema_momentum < 1:
+        raise ConfigError("csd.temperature must be > 0, csd.tau >= 0, csd.ema_momentum in [0, 1)")
+
+
+def mask_dir(cfg: Config) -> tuple[Path, str]:
+    """The folder of fg/bg label PNGs and the command that makes it."""
+    if cfg.csd.mask_source:
+        return Path(cfg.csd.mask_source), "the tool that makes the pseudo-masks (or unset csd.mask_source)"
+    base = cfg.csd.from_run or cfg.name
+    return (RunDir(Path(cfg.run_root) / base).ir_label_dir,
+            f"csdseg make-csd-masks -c CONFIG csd.from_run={base}")
+
+
+def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
+    """bool [N]: single-label images whose fg mask is non-empty (reads those masks once)."""
+    single = np.flatnonzero((source.labels > 0).sum(1) == 1)
+    usable = np.zeros(len(source), bool)
+    for i in tqdm(single, desc="csd: single-label masks", leave=False):
+        usable[i] = split_fg_bg(masks.load(source.ids[i]))[0].any()
+    return usable
+
+
+class CSDStep:
+    """step_fn(model, batch) -> (loss, scalars); keeps the EMA teacher and per-epoch counts."""
+
+    def __init__(self, cfg: CsdConfig) -> None:
+        self.cfg = cfg
+        self.ema: nn.Module | None = None
+        self.epoch, self.skipped, self.warned = -1, 0, False
+
+    # --- teacher -----------------------------------------------------------------------------
+    def _update_ema(self, model: nn.Module) -> nn.Module:
+        net = unwrap(model)
+        if self.ema is None:
+            self.ema = copy.deepcopy(net).eval()
+            for p in self.ema.parameters():
+                p.requires_grad_(False)
+        else:  # called before this step's update: the EMA follows the weights of the last step
+            m = self.cfg.ema_momentum
+            with torch.no_grad():
+                for e, p in zip(self.ema.state_dict().values(), net.state_dict().values()):
+                    if e.dtype.is_floating_point:
+                        e.mul_(m).add_(p.detach(), alpha=1 - m)
+                    else:
+                        e.copy_(p)
+        return self.ema
+
+    def _teacher_maps(self, model: nn.Module, x_s: torch.Tensor) -> torch.Tensor:
+        net = self._update_ema(model) if self.cfg.teacher == "ema" else unwrap(model)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            maps = net(x_s)["maps"]
+        net.train(was_training)
+        return maps
+
+    # --- the step ----------------------------------------------------------------------------
+    def __call__(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        x_m, labels = batch["img"], batch["label"]
+        B, M = x_m.shape[0], batch["x_s"].shape[0]
+        self._count_skipped(batch)
+        parts = [x_m, batch["x_fg"], batch["x_bg"]] if M else [x_m]
+        if M and cfg.teacher == "joint":
+            parts.append(batch["x_s"])
+        out = model(torch.cat(parts))
+        n = len(out["maps"])  # every per-sample output (MCTformer v2 has patch_logits too)
+        first = {k: v[:B] for k, v in out.items() if torch.is_tensor(v) and v.shape[:1] == (n,)}
+        loss_cls = unwrap(model).classification_loss(first, labels)
+        maps = out["maps"]
+        dead, present = dead_share(maps[:B], labels)
+        share = dead / present if present else 0.0
+        self._warn(share)
+        scalars = {"loss_cls": float(loss_cls.detach()), "csd_samples": float(M),
+                   "dead_cam_share": share, "csd_skipped": float(batch["skipped"]),
+                   "csd_skipped_epoch": float(self.skipped)}
+        if not M:
+            scalars.update(loss_fg=0.0, loss_bg=0.0)
+            return loss_cls, scalars
+        if cfg.teacher == "joint":  # with gradient: the KL also moves the teacher
+            t_maps = maps[B + 2 * M:]
+        else:
+            t_maps = self._teacher_maps(model, batch["x_s"])
+        loss_fg, loss_bg = self.terms(maps[B:B + M], maps[B + M:B + 2 * M], t_maps, batch,
+                                      labels[batch["rows"]])
+        loss = loss_cls + cfg.lambda_fg * loss_fg + cfg.lambda_bg * loss_bg
+        scalars.update(loss_fg=float(loss_fg.detach()), loss_bg=float(loss_bg.detach()))
+        return loss, scalars
+
+    def terms(self, s_fg: torch.Tensor, s_bg: torch.Tensor, t_maps: torch.Tensor, batch: dict,
+              labels_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fg and bg KL terms from the student maps of X_sm_fg / X_sm_bg and the teacher
+        maps of X_s, all [M, K, h, w]; ``labels_m`` [M, K] the classes of the X_m rows."""
+        cfg = self.cfg
+        M, K, h, w = t_maps.shape
+        norm = lambda m: normalize_maps(m, cfg.normalizer, cfg.norm_floor)  # noqa: E731
+        a_t, a_fg, a_bg = norm(t_maps), norm(s_fg), norm(s_bg)
+        onehot = torch.zeros(M, K, dtype=torch.bool, device=t_maps.device)
+        onehot[torch.arange(M), batch["cls"]] = True
+        present = onehot | (labels_m > 0)
+        fg_cls = present if cfg.kl_classes == "present" else None
+        bg_cls = fg_cls
+        if cfg.kl_channels == "pasted":  # fg: class c; bg: X_m's classes (what it carries)
+            fg_cls = onehot if fg_cls is None else fg_cls & onehot
+            bg_cls = (labels_m > 0) if bg_cls is None else bg_cls & (labels_m > 0)
+        keep_fg = channel_mask(M, K, fg_cls, t_maps.device)
+        keep_bg = channel_mask(M, K, bg_cls, t_maps.device)
+        a_t_fg = a_t * onehot[:, :, None, None] if cfg.teacher_classes == "pasted" else a_t
+        lp = lambda a, keep: cell_log_probs(a, cfg.beta, cfg.temperature, keep)  # noqa: E731
+        loss_fg = masked_kl(lp(a_t_fg, keep_fg), lp(a_fg, keep_fg), cell_mask(batch["m_fg"], (h, w)))
+        loss_bg = masked_kl(lp(a_t, keep_bg), lp(a_bg, keep_bg), cell_mask(batch["m_bg"], (h, w)))
+        return loss_fg, loss_bg
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def _count_skipped(self, batch: dict) -> None:
+        epoch = int(batch["epoch"][0])
+        if epoch != self.epoch:
+            if self.epoch >= 0:
+                log.info("csd: epoch %d: %d samples trained without CSD terms (no eligible "
+                         "class to paste)", self.epoch + 1, self.skipped)
+            self.epoch, self.skipped = epoch, 0
+        self.skipped += int(batch["skipped"])
+
+    def _warn(self, share: float) -> None:
+        if share > self.cfg.dead_warn and not self.warned:
+            log.warning("csd: %.0f%% of the present classes in this batch have an all-zero CAM "
+                        "(collapse?); see docs/csd.md for the stability options", 100 * share)
+        self.warned = share > self.cfg.dead_warn
+
+
+def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDataset,
+                       run_dir: RunDir) -> tuple[CSDDataset, CSDStep, object]:
+    """train-cam's hook: (dataset, step_fn, collate_fn) for csd.enabled=true."""
+    check_config(cfg.csd)
+    folder, command = mask_dir(cfg)
+    store = MaskStore(folder)
+    missing = store.missing(source.ids) if folder.is_dir() else list(source.ids)
+    if missing:
+        raise MissingInputError(
+            f"CSD needs fg/bg masks in {folder} for every image of split "
+            f"'{cfg.data.train_split}', {len(missing)} of {len(source)} are missing "
+            f"(e.g. {missing[0]}.png); run `{command}` first")
+    sampler = CooccurrenceSampler(source.labels, usable_single_label(source, store), cfg.csd.tau)
+    n_multi = int(((source.labels > 0).sum(1) > 1).sum())
+    excluded = [source.class_names[k] for k in np.flatnonzero(~sampler.eligible)]
+    log.info("csd: masks from %s; %d multi-label of %d images; %d classes never pasted%s",
+             folder, n_multi, len(source), len(excluded),
+             f" ({', '.join(excluded[:8])}{'...' if len(excluded) > 8 else ''})" if excluded else "")
+    csd_data = CSDDataset(dataset, store, sampler, cfg.csd.apply_to, cfg.csd.fg_paste)
+    return csd_data, CSDStep(cfg.csd), csd_collate

@@ -1,0 +1,80 @@
+"""Checkpoints that let a killed run continue exactly where it stopped.
+
+A resumable checkpoint holds the model, optimiser, gradient scaler, RNG states, the global step
+and epoch; the data order is a pure function of (seed, epoch), so the step is the sampler
+position. A final checkpoint holds only what inference needs: weights plus model metadata.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from csdseg.errors import StageError
+from csdseg.io import atomic_torch_save
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None, step: int, epoch: int,
+                        config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    atomic_torch_save(path, {
+        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(), "step": step, "epoch": epoch, "config": config,
+        "extra": extra or {},
+    })
+
+
+def save_final(path: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """Weights plus what it takes to rebuild the model: name, class count, class names."""
+    atomic_torch_save(path, {"model": unwrap(model).state_dict(), "meta": meta})
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise StageError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files get one clear message
+        raise StageError(f"checkpoint {path} cannot be read ({exc}); delete it and retrain") from None
+
+
+def load_weights(model: torch.nn.Module, path: Path, expect: dict[str, Any] | None = None) -> dict:
+    """Load a checkpoint's weights, refusing one made for another model or class count."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("meta", {})
+    for key, value in (expect or {}).items():
+        if key in meta and meta[key] != value:
+            raise StageError(
+                f"checkpoint {path} was trained with {key}={meta[key]!r}, but this run uses "
+                f"{key}={value!r}; point at the matching checkpoint or retrain"
+            )
+    try:
+        unwrap(model).load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise StageError(f"checkpoint {path} does not fit this model ({first})") from None
+    return meta

@@ -1,0 +1,125 @@
+"""IRN's inter-pixel relation network: class-boundary and displacement branches on a ResNet.
+
+Following IRN (net/resnet50_irn.py): an ImageNet ResNet with strides (2, 2, 2, 1) whose
+features are detached and whose batch norms stay in eval mode -- the backbone is frozen and
+only the two new branches learn. Both branches read all five levels (stem+maxpool at stride 4,
+layers 1-4 at strides 4, 8, 16, 16) through 1x1 conv + GroupNorm + ReLU layers, with IRN's
+widths: the boundary branch takes 32 channels per level into a 1x1 conv to one logit; the
+displacement branch (64/128/256/256/256 channels) merges the deep levels at stride 8 and then
+everything at stride 4 into a 2-channel (dy, dx) field. Outputs are at stride 4.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from csdseg.models.cam_resnet import _make_last_stage_stride_one
+from csdseg.models.pretrained import create_timm_model
+
+# the lightweight backbones (timm names) are for CPU demos and tests
+BACKBONES = ("resnet50.tv_in1k", "resnet50", "resnet18", "resnet10t")
+
+
+def _branch(cin: int, cout: int, groups: int, up: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 1, bias=False), nn.GroupNorm(groups, cout)]
+    if up > 1:  # IRN upsamples before the ReLU
+        layers.append(nn.Upsample(scale_factor=up, mode="bilinear", align_corners=False))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MeanShift(nn.BatchNorm2d):
+    """IRN's displacement centring: tracks the field's running mean in training, and
+    subtracts it at inference (an un-affine batch norm that never scales)."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            super().forward(x.detach())  # only to update running_mean
+            return x
+        return x - self.running_mean.view(1, -1, 1, 1)
+
+
+class IRNet(nn.Module):
+    feature_stride = 4
+
+    def __init__(self, backbone: str = "resnet50.tv_in1k", pretrained: str = "none") -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"irn.backbone '{backbone}' is not one of: {', '.join(BACKBONES)}")
+        net = create_timm_model(backbone, pretrained, num_classes=0, global_pool="")
+        _make_last_stage_stride_one(net.layer4)
+        self.backbone = nn.ModuleList([
+            nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool),
+            net.layer1, net.layer2, net.layer3, net.layer4,
+        ])
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        ch = self._channels()
+        self.edge_layers = nn.ModuleList([
+            _branch(ch[0], 32, 4), _branch(ch[1], 32, 4), _branch(ch[2], 32, 4, up=2),
+            _branch(ch[3], 32, 4, up=4), _branch(ch[4], 32, 4, up=4),
+            nn.Conv2d(160, 1, 1, bias=True),
+        ])
+        self.dp_layers = nn.ModuleList([
+            _branch(ch[0], 64, 8), _branch(ch[1], 128, 16), _branch(ch[2], 256, 16),
+            _branch(ch[3], 256, 16, up=2), _branch(ch[4], 256, 16, up=2),
+            _branch(768, 256, 16, up=2),
+            nn.Sequential(_branch(448, 256, 16), nn.Conv2d(256, 2, 1, bias=False), MeanShift(2)),
+        ])
+
+    def _channels(self) -> list[int]:
+        with torch.no_grad():
+            feats = self.backbone_features(torch.zeros(1, 3, 64, 64))
+        return [f.shape[1] for f in feats]
+
+    def train(self, mode: bool = True) -> "IRNet":
+        super().train(mode)
+        self.backbone.eval()  # frozen: batch norms keep their ImageNet statistics
+        return self
+
+    def backbone_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Five levels at strides 4, 4, 8, 16, 16, without gradients (the backbone is frozen)."""
+        feats = []
+        with torch.no_grad():
+            for stage in self.backbone:
+                x = stage(x)
+                feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, H, W] -> boundary logits [B, 1, h, w] and displacement [B, 2, h, w],
+        h, w = ceil(H/4), ceil(W/4)."""
+        x1, x2, x3, x4, x5 = self.backbone_features(x)
+        h, w = x2.shape[-2:]
+        e = self.edge_layers
+        edges = [e[0](x1), e[1](x2)] + [e[i](f)[..., :h, :w] for i, f in ((2, x3), (3, x4), (4, x5))]
+        edge = e[5](torch.cat(edges, dim=1))
+        d = self.dp_layers
+        d3 = d[2](x3)
+        h8, w8 = d3.shape[-2:]
+        deep = torch.cat([d3, d[3](x4)[..., :h8, :w8], d[4](x5)[..., :h8, :w8]], dim=1)
+        dp = d[6](torch.cat([d[0](x1), d[1](x2), d[5](deep)[..., :h, :w]], dim=1))
+        return edge, dp
+
+    def param_groups(self, weight_decay: float, dp_lr_mult: float = 10.0) -> list[dict]:
+        """IRN: the boundary branch at the base lr, the displacement branch at 10x."""
+        return [
+            {"params": list(self.edge_layers.parameters()), "lr_mult": 1.0,
+             "weight_decay": weight_decay},
+            {"params": list(self.dp_layers.parameters()), "lr_mult": dp_lr_mult,
+             "weight_decay": weight_decay},
+        ]
+
+    @torch.no_grad()
+    def infer_boundary(self, x: torch.Tensor) -> torch.Tensor:
+        """IRN's EdgeDisplacement: x [3, H, W] -> boundary probability [h, w], the mean of the
+        image's and its mirror's logits, then a sigmoid."""
+        edge, _ = self(torch.stack([x, x.flip(-1)]))
+        return torch.sigmoid(edge[0, 0] / 2 + edge[1, 0].flip(-1) / 2)
+
+
+def irnet(backbone: str = "resnet50.tv_in1k", pretrained: str = "none") -> IRNet:
+    return IRNet(backbone, pretrained)

@@ -1,0 +1,66 @@
+"""Score a folder of label PNGs (default: the run's pseudo-masks) against ground-truth masks.
+
+Every image of ``data.eval_split`` (IRN: VOC train) must have ``<folder>/<id>.png`` holding
+class indices (0 = background, 1..K; palette or L mode). The report gives per-class IoU and
+mIoU; it is written to ``runs/<name>/reports/eval_sem_seg.json``, and ``--json`` prints it.
+``--dir FOLDER`` scores any other folder of masks (e.g. confident labels or CRF masks).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from csdseg.config import Config
+from csdseg.data import build_source
+from csdseg.data.source import DataError
+from csdseg.evaluation import evaluate_labels, format_report
+from csdseg.io import atomic_write_json
+from csdseg.runs import RunDir
+
+HELP = "score pseudo-masks (or any folder of label PNGs) against ground truth: per-class IoU, mIoU"
+STAGE = "eval_sem_seg"
+
+
+def evaluate(cfg: Config, folder: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    run = RunDir.from_config(cfg)
+    if folder is None:
+        target = run.require(run.sem_seg_dir, made_by="make-sem-seg")
+    else:
+        target = Path(folder)
+        if not target.is_dir():
+            raise DataError(f"--dir {target} is not a folder of label PNGs")
+    source = build_source(cfg.data, cfg.data.eval_split)
+    if not source.has_masks():
+        raise DataError(f"split '{cfg.data.eval_split}' has no ground-truth masks; set "
+                        "data.eval_split to a split with masks (VOC: train or val) or data.mask_dir")
+    run.start_stage(STAGE, cfg)
+    report = evaluate_labels(source, source.ids, target, made_by="make-sem-seg", progress=progress)
+    report["split"] = cfg.data.eval_split
+    report["folder"] = str(target)
+    atomic_write_json(run.report(STAGE), report)
+    return report
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    report = evaluate(cfg)
+    print(format_report(report))
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from csdseg.cli import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument("--dir", default=None, help="folder of label PNGs (default: sem_seg/)")
+    parser.add_argument("--json", action="store_true", help="print the JSON report instead")
+
+
+def main(args: argparse.Namespace) -> int:
+    from csdseg.cli import config_from_args
+
+    cfg = config_from_args(args)
+    report = evaluate(cfg, args.dir)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0

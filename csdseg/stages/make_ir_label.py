@@ -1,0 +1,98 @@
+"""make-ir-label: CAMs -> confident labels (IRN's cam_to_ir_label).
+
+Reads ``runs/<name>/cam/<id>.npy`` (from ``csdseg make-cam``) for every image of
+``data.infer_split`` and writes ``runs/<name>/ir_label/<id>.png``: a palette PNG whose pixel
+values are 0 (confident background), 1..K (confident class) and 255 (uncertain). Each image
+costs two dense CRFs, run on ``ir_label.workers`` processes (0 = one per core). Existing
+outputs are kept, so an interrupted run resumes where it stopped.
+
+Settings (``ir_label.*``): fg_threshold 0.30 and bg_threshold 0.05 (IRN's conf_fg_thres and
+conf_bg_thres), crf_iters 10.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from csdseg.config import Config, ConfigError, IrLabelConfig
+from csdseg.data import Source, build_source
+from csdseg.errors import StageError
+from csdseg.io import atomic_save_png
+from csdseg.ops.confident_labels import confident_labels
+from csdseg.ops.parallel import map_ids
+from csdseg.runs import MissingInputError, RunDir
+from csdseg.visualize import palette_png
+
+HELP = "CAMs -> confident fg/bg/uncertain labels with two dense CRFs (IRN's cam_to_ir_label)"
+STAGE = "make-ir-label"
+log = logging.getLogger(__name__)
+
+
+def save_label_png(path: str | Path, label: np.ndarray) -> None:
+    """Write a label map uint8 [H, W] as a VOC-palette PNG (reads back as the same indices)."""
+    atomic_save_png(path, palette_png(label))
+
+
+def load_cam(path: Path) -> dict:
+    """make-cam's record: ``keys`` int [k], ``cam`` [k, h, w], ``high_res`` [k, H, W]."""
+    try:
+        record = np.load(path, allow_pickle=True).item()
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise StageError(f"CAM file {path} is unreadable ({exc}); delete it and rerun "
+                         "`csdseg make-cam`") from None
+    if not isinstance(record, dict) or "keys" not in record or "high_res" not in record:
+        raise StageError(f"CAM file {path} lacks 'keys'/'high_res'; it was not written by "
+                         "`csdseg make-cam`: delete it and rerun make-cam")
+    return record
+
+
+class IrLabelJob:
+    """One image's work, picklable so :func:`map_ids` can ship it to worker processes."""
+
+    def __init__(self, source: Source, cam_dir: Path, out_dir: Path, cfg: IrLabelConfig) -> None:
+        self.source = source
+        self.cam_dir = cam_dir
+        self.out_dir = out_dir
+        self.cfg = cfg
+
+    def __call__(self, image_id: str) -> None:
+        cam_path = self.cam_dir / f"{image_id}.npy"
+        record = load_cam(cam_path)
+        img = self.source.load_image(image_id)
+        high_res = np.asarray(record["high_res"])
+        if high_res.shape[1:] != img.shape[:2]:
+            raise StageError(
+                f"{cam_path} is {high_res.shape[1:]} but the image is {img.shape[:2]}; the CAMs "
+                "were made for other images: rerun `csdseg make-cam` with this data.root"
+            )
+        conf = confident_labels(img, record, fg_threshold=self.cfg.fg_threshold,
+                                bg_threshold=self.cfg.bg_threshold, crf_iters=self.cfg.crf_iters)
+        save_label_png(self.out_dir / f"{image_id}.png", conf)
+
+
+def run(cfg: Config) -> int:
+    rd = RunDir.from_config(cfg)
+    rd.require(rd.cam_dir, made_by="make-cam")
+    if not 0 <= cfg.ir_label.bg_threshold <= cfg.ir_label.fg_threshold:
+        raise ConfigError(f"ir_label.bg_threshold ({cfg.ir_label.bg_threshold}) must lie in "
+                         f"[0, ir_label.fg_threshold ({cfg.ir_label.fg_threshold})]")
+    source = build_source(cfg.data, cfg.data.infer_split)
+    todo = [i for i in source.ids if not (rd.ir_label_dir / f"{i}.png").exists()]
+    missing = [i for i in todo if not (rd.cam_dir / f"{i}.npy").is_file()]
+    if missing:
+        raise MissingInputError(
+            f"{len(missing)} of {len(source.ids)} CAM files of split '{cfg.data.infer_split}' are "
+            f"missing from {rd.cam_dir}, e.g. {missing[0]}.npy; run `csdseg make-cam` first "
+            "with the same data.infer_split"
+        )
+    rd.start_stage(STAGE, cfg)
+    log.info("%d confident label maps to make, %d already done", len(todo),
+             len(source.ids) - len(todo))
+    if not todo:
+        return 0
+    rd.ir_label_dir.mkdir(parents=True, exist_ok=True)
+    job = IrLabelJob(source, rd.cam_dir, rd.ir_label_dir, cfg.ir_label)
+    map_ids(job, todo, workers=cfg.ir_label.workers, desc=STAGE)
+    return 0

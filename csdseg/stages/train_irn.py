@@ -1,0 +1,116 @@
+"""train-irn: learn class boundaries and displacements from confident labels (IRN's train_irn).
+
+Reads the images of ``data.train_split`` and ``runs/<name>/ir_label/<id>.png`` (from
+``csdseg make-ir-label``); writes ``runs/<name>/checkpoints/irn.pt`` (``irn_last.pt`` while
+training, so a killed run resumes). Pairs of pixels within ``irn.path_radius`` (10) at stride 4
+that are both confident give the affinity and displacement targets.
+
+IRN's recipe (the defaults): crop 512, batch 32, 3 epochs, random rescale 0.5-1.5 and flips,
+SGD with lr 0.1 on the boundary branch and 1.0 on the displacement branch, weight decay 1e-4,
+poly decay; the ImageNet backbone is frozen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from csdseg.config import Config, ConfigError, to_dict
+from csdseg.data import Source, build_source
+from csdseg.data.source import DataError
+from csdseg.data.transforms import normalize, random_crop, random_hflip, random_scale, sample_rng
+from csdseg.device import resolve_device
+from csdseg.engine.loop import TrainSpec, train
+from csdseg.engine.schedule import poly_lr
+from csdseg.losses.affinity import irn_losses, pair_displacement
+from csdseg.models.irn import IRNet
+from csdseg.ops.affinity import affinity_labels, boundary_to_affinity
+from csdseg.ops.path_index import PathIndex
+from csdseg.runs import RunDir
+
+HELP = "train IRN's boundary/displacement network on confident labels (IRN's train_irn)"
+STAGE = "train-irn"
+
+
+class AffinityDataset(Dataset):
+    """(epoch, index) -> image [3, S, S] and affinity masks [D, Ns] for one random crop."""
+
+    def __init__(self, source: Source, label_dir: Path, crop: int, rescale: tuple[float, float],
+                 hflip: bool, seed: int, index: PathIndex) -> None:
+        self.source, self.label_dir, self.crop = source, label_dir, crop
+        self.rescale, self.hflip, self.seed = rescale, hflip, seed
+        size = -(-crop // 4)  # the network's stride-4 output size
+        self.src, self.dst = index.cropped_pairs(size, size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, i = key
+        image_id = self.source.ids[i]
+        rng = sample_rng(self.seed, epoch, i)
+        img = self.source.load_image(image_id)
+        path = self.label_dir / f"{image_id}.png"
+        if not path.is_file():
+            raise DataError(f"{path} is missing; rerun `csdseg make-ir-label`")
+        label = np.asarray(Image.open(path))
+        if label.shape != img.shape[:2]:
+            raise DataError(f"{path} is {label.shape} but its image is {img.shape[:2]}; "
+                            "delete it and rerun `csdseg make-ir-label`")
+        img, (label,) = random_scale(img, self.rescale[0], self.rescale[1], rng, masks=(label,))
+        if self.hflip:
+            img, (label,) = random_hflip(img, rng, masks=(label,))
+        img, label = random_crop([normalize(img), label], self.crop, [0.0, 255], rng)
+        # nearest-neighbour x0.25, as IRN's cv2.resize(fx=0.25) on a multiple-of-4 crop
+        bg_pos, fg_pos, neg = affinity_labels(label[::4, ::4], self.src, self.dst)
+        return {"img": torch.from_numpy(img), "bg_pos": torch.from_numpy(bg_pos),
+                "fg_pos": torch.from_numpy(fg_pos), "neg": torch.from_numpy(neg)}
+
+
+class IrnStep:
+    """The loss of one batch; holds the path indices on the training device."""
+
+    def __init__(self, index: PathIndex, size: int, device: torch.device) -> None:
+        src, dst = index.cropped_pairs(size, size)
+        self.index = index
+        self.src, self.dst = torch.from_numpy(src).to(device), torch.from_numpy(dst).to(device)
+        self.paths = [torch.from_numpy(p).to(device) for p in index.cropped_paths(size, size)]
+        self.offsets = torch.from_numpy(index.offsets_float).to(device)
+
+    def __call__(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        edge, dp = model(batch["img"])
+        aff = boundary_to_affinity(torch.sigmoid(edge[:, 0]).float(), self.index, self.paths)
+        disp = pair_displacement(dp.float(), self.src, self.dst)
+        return irn_losses(aff, disp, self.offsets, batch["bg_pos"], batch["fg_pos"], batch["neg"])
+
+
+def run(cfg: Config) -> dict:
+    c = cfg.irn
+    if c.path_radius < 2 or -(-c.crop_size // 4) < 2 * c.path_radius - 1:
+        raise ConfigError(f"irn.crop_size {c.crop_size} is too small for irn.path_radius "
+                          f"{c.path_radius}: use crop_size >= {4 * (2 * c.path_radius - 1)}")
+    run_dir = RunDir.from_config(cfg)
+    label_dir = run_dir.require(run_dir.ir_label_dir, made_by="make-ir-label")
+    run_dir.start_stage(STAGE, cfg)
+    device = resolve_device(cfg.device)
+    index = PathIndex(c.path_radius)
+    source = build_source(cfg.data, cfg.data.train_split)
+    dataset = AffinityDataset(source, label_dir, c.crop_size, (c.rescale[0], c.rescale[1]),
+                              c.hflip, cfg.seed, index)
+    torch.manual_seed(cfg.seed)
+    model = IRNet(c.backbone, c.pretrained)
+    optimizer = torch.optim.SGD(model.param_groups(c.weight_decay, c.dp_lr_mult), lr=c.lr,
+                                momentum=c.momentum, weight_decay=c.weight_decay)
+    spec = TrainSpec(
+        stage="train_irn", ckpt_name="irn", model=model, optimizer=optimizer, dataset=dataset,
+        batch_size=c.batch_size, epochs=c.epochs,
+        lr_at=lambda step, total: poly_lr(c.lr, step, total, c.poly_power),
+        step_fn=IrnStep(index, -(-c.crop_size // 4), device), device=device, run=run_dir,
+        seed=cfg.seed, num_workers=cfg.data.num_workers, max_steps=c.max_steps,
+        config={"irn": to_dict(cfg)["irn"], "data": to_dict(cfg)["data"], "seed": cfg.seed},
+        meta={"model": "irn", "backbone": c.backbone},
+    )
+    return train(spec)

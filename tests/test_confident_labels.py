@@ -1,0 +1,203 @@
+"""Confident labels (IRN's cam_to_ir_label), CSD's fg/bg split, map_ids, make-ir-label stage."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import csdseg.ops.confident_labels as cl
+from csdseg.config import Config
+from csdseg.data import build_source
+from csdseg.ops.confident_labels import confident_labels, split_fg_bg
+from csdseg.ops.parallel import map_ids, resolve_workers
+from csdseg.runs import MissingInputError, RunDir
+from csdseg.stages import make_ir_label
+
+
+def one_class_cam(columns: dict[tuple[int, int], float], key: int = 14) -> dict:
+    """8x8 CAM for one class whose value is constant per column range."""
+    cam = np.zeros((1, 8, 8), np.float32)
+    for (lo, hi), value in columns.items():
+        cam[0, :, lo:hi] = value
+    return {"keys": np.array([key]), "cam": cam[:, ::4, ::4], "high_res": cam}
+
+
+def test_thresholding_by_hand():
+    # columns: 0.00 | 0.04 | 0.05 (tie) | 0.10 | 0.30 (tie) | 0.31 | 0.90 | 0.90
+    cam = one_class_cam({(0, 1): 0.0, (1, 2): 0.04, (2, 3): 0.05, (3, 4): 0.10, (4, 5): 0.30,
+                         (5, 6): 0.31, (6, 8): 0.90})
+    img = np.full((8, 8, 3), 128, np.uint8)
+    conf = confident_labels(img, cam, crf_iters=0)
+    # below 0.05 (a tie goes to the background channel, listed first): confident background;
+    # between the thresholds (0.30 included): uncertain; above 0.30: class 14 -> label 15
+    expected_row = [0, 0, 0, 255, 255, 15, 15, 15]
+    np.testing.assert_array_equal(conf, np.tile(expected_row, (8, 1)))
+    assert conf.dtype == np.uint8
+
+
+def test_strongest_class_wins_and_empty_keys_are_all_background():
+    cam = np.zeros((2, 8, 8), np.float32)
+    cam[0, :, :4], cam[1, :, :4] = 0.6, 0.4  # class 2 beats class 7
+    cam[0, :, 4:], cam[1, :, 4:] = 0.1, 0.35  # class 7 alone passes 0.30
+    img = np.zeros((8, 8, 3), np.uint8)
+    conf = confident_labels(img, {"keys": np.array([2, 7]), "high_res": cam}, crf_iters=0)
+    np.testing.assert_array_equal(conf[:, :4], 3)
+    np.testing.assert_array_equal(conf[:, 4:], 8)
+    empty = {"keys": np.zeros(0, np.int64), "high_res": np.zeros((0, 8, 8), np.float32)}
+    np.testing.assert_array_equal(confident_labels(img, empty), 0)
+
+
+def test_foreground_of_the_strict_map_is_kept_when_the_lenient_map_says_background(monkeypatch):
+    """IRN sets 0 only where fg + bg == 0: a strict-map class survives a lenient-map 0."""
+    calls = []
+
+    def fake_crf(img, labels, n_labels, t):
+        calls.append(t)
+        return labels if len(calls) == 1 else np.zeros_like(labels)  # 2nd call: the bg map
+
+    monkeypatch.setattr(cl, "crf_inference_label", fake_crf)
+    cam = one_class_cam({(0, 4): 0.1, (4, 8): 0.9}, key=0)
+    conf = confident_labels(np.zeros((8, 8, 3), np.uint8), cam)
+    np.testing.assert_array_equal(conf, np.tile([0, 0, 0, 0, 1, 1, 1, 1], (8, 1)))
+    assert calls == [10, 10]
+
+
+def test_crf_moves_uncertain_bands_onto_the_colour_edge():
+    img = np.empty((32, 32, 3), np.uint8)
+    img[:, :16], img[:, 16:] = (30, 30, 30), (220, 200, 40)  # object = right half
+    cam = np.zeros((1, 32, 32), np.float32)
+    cam[0, :, 12:20] = 0.2  # weak band straddling the edge: spill left, under-activation right
+    cam[0, :, 20:] = 0.6
+    record = {"keys": np.array([6]), "high_res": cam}
+    plain = confident_labels(img, record, crf_iters=0)
+    assert (plain[:, 12:20] == 255).all()
+    refined = confident_labels(img, record)
+    np.testing.assert_array_equal(refined[:, :16], 0)
+    np.testing.assert_array_equal(refined[:, 16:], 7)
+
+
+def test_confident_labels_rejects_bad_input():
+    cam = one_class_cam({(0, 8): 0.5})
+    with pytest.raises(ValueError, match=r"image is \(8, 9\) but high_res is \(8, 8\)"):
+        confident_labels(np.zeros((8, 9, 3), np.uint8), cam)
+    with pytest.raises(ValueError, match="must not exceed fg_threshold"):
+        confident_labels(np.zeros((8, 8, 3), np.uint8), cam, fg_threshold=0.1, bg_threshold=0.2)
+
+
+def test_split_fg_bg():
+    conf = np.array([[0, 1, 255], [20, 0, 255]], np.uint8)
+    fg, bg = split_fg_bg(conf)
+    np.testing.assert_array_equal(fg, [[False, True, False], [True, False, False]])
+    np.testing.assert_array_equal(bg, [[True, False, False], [False, True, False]])
+    assert fg.dtype == bool and bg.dtype == bool
+
+
+# --- map_ids --------------------------------------------------------------------------------
+
+
+def test_map_ids_pool_equals_inline_and_keeps_order():
+    ids = [f"img{i:03d}" for i in range(23)]
+    assert map_ids(str.upper, ids, workers=2) == map_ids(str.upper, ids, workers=1)
+    assert map_ids(str.upper, ids, workers=2) == [i.upper() for i in ids]
+    assert map_ids(str.upper, [], workers=2) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_ids_errors_name_the_id(workers):
+    with pytest.raises(ValueError, match=r"^image 2007_x: invalid literal for int\(\)"):
+        map_ids(int, ["1", "2", "2007_x", "4"], workers=workers)
+
+
+def test_resolve_workers():
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert resolve_workers(0) == expected
+    assert resolve_workers(8, num_items=3) == 3
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        resolve_workers(-1)
+
+
+# --- make-ir-label stage --------------------------------------------------------------------
+
+IDS = ["2007_000001", "2007_000002", "2007_000003"]
+
+
+@pytest.fixture()
+def run_cfg(tmp_path) -> Config:
+    """A 3-image VOC-layout dataset (24x32 images) with make-cam style CAMs in a run dir."""
+    root = tmp_path / "VOC2012"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "mini.txt").write_text("\n".join(IDS) + "\n")
+    labels, rng = {}, np.random.default_rng(0)
+    cfg = Config(name="t", run_root=str(tmp_path / "runs"))
+    cfg.data.root, cfg.data.infer_split = str(root), "mini"
+    cam_dir = RunDir.from_config(cfg).cam_dir
+    cam_dir.mkdir(parents=True)
+    for n, image_id in enumerate(IDS):
+        img = np.full((24, 32, 3), 40, np.uint8)
+        img[6:18, 8 + n:24 + n] = (200, 60, 60)  # the object
+        Image.fromarray(img).save(root / "JPEGImages" / f"{image_id}.jpg", quality=98)
+        keys = np.array([n, 11])
+        high = np.zeros((2, 24, 32), np.float32)
+        high[0, 6:18, 8 + n:24 + n] = rng.uniform(0.2, 1.0, (12, 16))
+        high[1, 4:8, 4:10] = 0.4
+        labels[image_id] = np.isin(np.arange(20), keys).astype(np.float32)
+        np.save(cam_dir / f"{image_id}.npy",
+                {"keys": keys, "cam": high[:, ::4, ::4], "high_res": high})
+    np.save(root / "cls_labels.npy", labels)
+    cfg.ir_label.workers = 1
+    return cfg
+
+
+def test_make_ir_label_writes_irn_confident_labels(run_cfg):
+    run_cfg.ir_label.workers = 2
+    make_ir_label.run(run_cfg)
+    rd = RunDir.from_config(run_cfg)
+    source = build_source(run_cfg.data, "mini")
+    for n, image_id in enumerate(IDS):
+        with Image.open(rd.ir_label_dir / f"{image_id}.png") as png:
+            assert png.mode == "P"
+            written = np.asarray(png)
+        record = np.load(rd.cam_dir / f"{image_id}.npy", allow_pickle=True).item()
+        expected = confident_labels(source.load_image(image_id), record)
+        np.testing.assert_array_equal(written, expected)
+        assert set(np.unique(written)) <= {0, n + 1, 12, 255}
+        assert (written == n + 1).sum() > 100  # the object is found
+    assert rd.config("make-ir-label").is_file()
+
+
+def test_make_ir_label_resumes_without_recomputing(run_cfg, monkeypatch):
+    make_ir_label.run(run_cfg)
+    out = RunDir.from_config(run_cfg).ir_label_dir
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
+    assert len(before) == 3
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed an existing output")
+
+    monkeypatch.setattr(make_ir_label, "confident_labels", boom)
+    make_ir_label.run(run_cfg)  # everything exists: nothing is recomputed
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
+    assert after == before
+    (out / f"{IDS[1]}.png").unlink()
+    with pytest.raises(AssertionError, match=f"image {IDS[1]}: recomputed"):
+        make_ir_label.run(run_cfg)  # only the deleted one is redone
+    assert not list(out.glob(".*.tmp"))  # the failed write left no partial file
+
+
+def test_make_ir_label_refuses_missing_cams(run_cfg):
+    rd = RunDir.from_config(run_cfg)
+    (rd.cam_dir / f"{IDS[2]}.npy").unlink()
+    with pytest.raises(MissingInputError) as info:
+        make_ir_label.run(run_cfg)
+    assert str(info.value) == (
+        f"1 of 3 CAM files of split 'mini' are missing from {rd.cam_dir}, e.g. {IDS[2]}.npy; "
+        "run `csdseg make-cam` first with the same data.infer_split")
+    assert not rd.ir_label_dir.exists()
+    for path in rd.cam_dir.glob("*.npy"):
+        path.unlink()
+    with pytest.raises(MissingInputError,
+                       match=r"cam is missing or empty; run `csdseg make-cam` first"):
+        make_ir_label.run(run_cfg)

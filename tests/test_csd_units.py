@@ -1,0 +1,232 @@
+"""CSD's parts: co-occurrence sampler, paste, per-cell KL, dataset, and one training step."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from csdseg.config import CsdConfig
+from csdseg.csd.consistency import (cell_log_probs, cell_mask, dead_share, masked_kl,
+                                    normalize_maps)
+from csdseg.csd.cooccurrence import CooccurrenceSampler, cooccurrence_counts, transition
+from csdseg.csd.dataset import CSDDataset, csd_collate
+from csdseg.csd.paste import bg_paste_mask, paste_bg, paste_fg
+from csdseg.csd.trainer import CSDStep
+from csdseg.data.cam_dataset import ClassificationDataset
+from csdseg.data.source import Source
+from csdseg.data.transforms import sample_rng
+from csdseg.models import build_model
+
+LABELS = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0],
+                   [0, 0, 1, 0], [0, 1, 1, 1], [1, 1, 0, 0]], np.float32)
+
+
+def test_counts_match_brute_force():
+    C = np.ones((4, 4))
+    for row in LABELS:
+        cls = np.flatnonzero(row)
+        if len(cls) == 1:
+            C[cls[0], cls[0]] += 1
+        for a in cls:
+            for b in cls:
+                if a != b:
+                    C[a, b] += 1
+    np.testing.assert_array_equal(cooccurrence_counts(LABELS), C)
+    P = transition(C, 0.1)
+    np.testing.assert_allclose(P, np.exp(0.1 * C) / np.exp(0.1 * C).sum(1, keepdims=True))
+
+
+def test_draws_follow_p_and_skip_excluded_classes():
+    usable = np.ones(len(LABELS), bool)
+    sampler = CooccurrenceSampler(LABELS, usable, tau=1.0)
+    assert sampler.eligible.tolist() == [True, True, True, False]  # class 3: no single image
+    S = np.array([0, 1])
+    expected = sampler.P[S].sum(0) * [1, 1, 1, 0]
+    expected /= expected.sum()
+    rng, n = np.random.default_rng(0), 20000
+    draws = [sampler.draw(S, rng) for _ in range(n)]
+    counts = np.bincount([c for c, _ in draws], minlength=4)
+    sigma = np.sqrt(n * expected * (1 - expected))
+    assert np.all(np.abs(counts - n * expected) <= 4 * sigma + 1e-9), (counts, n * expected)
+    assert counts[3] == 0
+    for c, j in draws[:200]:  # the image is a single-label image of the drawn class
+        assert LABELS[j].sum() == 1 and LABELS[j, c] == 1
+    # own classes excluded (apply_to=all on a single-label sample), none left -> None
+    assert sampler.class_probs(np.array([0]), exclude_own=True)[0] == 0
+    none = CooccurrenceSampler(LABELS, np.zeros(len(LABELS), bool))
+    assert none.draw(S, rng) is None and not none.eligible.any()
+    # a class whose only single-label image has an empty mask is excluded too
+    only = CooccurrenceSampler(LABELS, np.arange(len(LABELS)) != 2)
+    assert not only.eligible[0] and only.class_probs(S)[0] == 0
+
+
+def test_paste_invariants():
+    rng = np.random.default_rng(1)
+    x_s, x_m = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    fg_s, bg_m = rng.random((16, 16)) < 0.4, rng.random((16, 16)) < 0.5
+    fg = paste_fg(x_s, x_m, fg_s)
+    assert np.array_equal(fg[:, fg_s], x_s[:, fg_s]) and np.array_equal(fg[:, ~fg_s], x_m[:, ~fg_s])
+    B = bg_paste_mask(fg_s, bg_m)
+    assert not (B & fg_s).any() and not (B & ~bg_m).any() and B.sum() == (~fg_s & bg_m).sum()
+    bg = paste_bg(x_s, x_m, fg_s, bg_m)
+    assert np.array_equal(bg[:, B], x_s[:, B]) and np.array_equal(bg[:, ~B], x_m[:, ~B])
+
+
+def test_cell_mask_is_a_min_pool():
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, :4, :4] = True  # exactly cell (0, 0) of a 2x2 grid
+    mask[0, 4:, 4:7] = True  # cell (1, 1) only partly
+    assert cell_mask(mask, (2, 2)).tolist() == [[[True, False], [False, False]]]
+    odd = torch.ones(1, 9, 9, dtype=torch.bool)  # sizes that do not divide: all covered
+    assert cell_mask(odd, (2, 2)).all()
+
+
+def test_kl_zero_when_equal_and_gradient_lowers_it():
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 4, 4)
+    cells = torch.ones(2, 4, 4, dtype=torch.bool)
+    lp = cell_log_probs(normalize_maps(maps, "global"), 0.15, 0.1)
+    assert float(masked_kl(lp, lp, cells)) == pytest.approx(0.0, abs=1e-6)
+    student = torch.randn(2, 3, 4, 4, requires_grad=True)
+    for mode in ("max", "detached_floor", "global"):
+        s = student.detach().clone().requires_grad_(True)
+        kl0 = masked_kl(lp, cell_log_probs(normalize_maps(s, mode), 0.15, 0.1), cells)
+        kl0.backward()
+        with torch.no_grad():
+            s2 = s - 1e-3 * s.grad
+        kl1 = masked_kl(lp, cell_log_probs(normalize_maps(s2, mode), 0.15, 0.1), cells)
+        assert float(kl1) < float(kl0.detach()), mode
+    # no covered cell: 0, and still in the graph (backward works)
+    empty = masked_kl(lp, cell_log_probs(normalize_maps(student, "max"), 0.15, 0.1),
+                      torch.zeros(2, 4, 4, dtype=torch.bool))
+    empty.backward()
+    assert float(empty) == 0.0 and torch.all(student.grad == 0)
+
+
+def test_normalizers():
+    maps = torch.zeros(1, 2, 2, 2)
+    maps[0, 0, 0, 0], maps[0, 1, 1, 1] = 4.0, 0.01
+    assert normalize_maps(maps, "max")[0, 1].max() == pytest.approx(1.0, rel=1e-2)  # stretched
+    assert normalize_maps(maps, "global")[0, 1].max() == pytest.approx(0.0025, rel=1e-3)
+    assert normalize_maps(maps, "detached_floor", 1.0)[0, 1].max() == pytest.approx(0.01)
+    assert normalize_maps(maps, "detached_floor", 1.0)[0, 0].max() == pytest.approx(1.0)
+    # a weak class's gradient below its peak: 1/max under "max", 1/floor when detached
+    maps[0, 1, 0, 0] = 0.005
+    for mode, expected in (("max", 1 / 0.01001), ("detached_floor", 1.0), ("global", 0.25)):
+        m = maps.clone().requires_grad_(True)
+        normalize_maps(m, mode)[0, 1, 0, 0].backward()
+        assert float(m.grad[0, 1, 0, 0]) == pytest.approx(expected, rel=1e-3), mode
+    with pytest.raises(ValueError, match="normalizer must be one of"):
+        normalize_maps(maps, "median")
+    dead, present = dead_share(torch.stack([maps[0], -maps[0]]), torch.tensor([[1, 1], [1, 0]]))
+    assert (dead, present) == (1, 3)
+
+
+class ArraySource(Source):
+    """In-memory 64x64 images with a large square object per class, as a Source."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels, self.class_names = labels, [f"c{k}" for k in range(labels.shape[1])]
+        self.ids = [f"im{i}" for i in range(len(labels))]
+        rng = np.random.default_rng(0)
+        self.images = {i: rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in self.ids}
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return self.images[image_id]
+
+
+class ArrayMasks:
+    def __init__(self, source: ArraySource) -> None:
+        self.masks = {}
+        for n, i in enumerate(source.ids):
+            m = np.zeros((64, 64), np.uint8)
+            for k in np.flatnonzero(source.labels[n]):
+                m[2 + k:62, 2:38 - k] = 255  # an uncertain band around the object
+            for k in np.flatnonzero(source.labels[n]):
+                m[4 + k:60, 4:36 - k] = k + 1
+            self.masks[i] = m
+
+    def load(self, image_id: str) -> np.ndarray:
+        return self.masks[image_id]
+
+    def path(self, image_id: str) -> str:
+        return image_id
+
+
+def _dataset(apply_to: str = "multi", crop: int = 32, hflip: bool = True) -> CSDDataset:
+    source = ArraySource(LABELS)
+    base = ClassificationDataset(source, crop, (64, 64), hflip, seed=3)
+    sampler = CooccurrenceSampler(LABELS, np.ones(len(LABELS), bool), 0.1)
+    return CSDDataset(base, ArrayMasks(source), sampler, apply_to)
+
+
+def test_dataset_reproducible_and_xm_is_the_baseline_crop():
+    data = _dataset()
+    a, b = data[(2, 0)], data[(2, 0)]
+    for k in ("x_s", "x_fg", "x_bg", "m_fg", "m_bg", "cls"):
+        assert torch.equal(a["csd"][k], b["csd"][k])
+    assert not torch.equal(a["csd"]["x_s"], data[(3, 0)]["csd"]["x_s"])
+    img = data.source.load_image("im0")
+    expected, _ = data.base.augment(img, sample_rng(3, 2, 0))
+    assert np.array_equal(a["img"].numpy(), expected)
+    # fg pixels of X_sm_fg are X_s's, the rest X_m's; B is off M_fg
+    v = a["csd"]
+    fg = v["m_fg"].numpy()
+    assert fg.any() and np.array_equal(v["x_fg"].numpy()[:, fg], v["x_s"].numpy()[:, fg])
+    assert np.array_equal(v["x_fg"].numpy()[:, ~fg], a["img"].numpy()[:, ~fg])
+    assert not (v["m_bg"].numpy() & fg).any()
+    assert data[(0, 2)]["csd"] is None and not data[(0, 2)]["skipped"]  # single-label, multi
+    assert data[(0, 6)]["csd"]["label_fg"][int(data[(0, 6)]["csd"]["cls"])] == 1
+    single = _dataset("all")[(0, 2)]["csd"]
+    assert single is not None and int(single["cls"]) != 0  # another class than its own
+
+
+@pytest.mark.parametrize("model_name,teacher", [("resnet10t_cam", "detached"),
+                                                ("resnet10t_cam", "ema"),
+                                                ("mctformer_v2_tiny", "joint")])
+def test_step_logs_all_terms_for_any_model(model_name, teacher):
+    torch.manual_seed(0)
+    data = _dataset(crop=64, hflip=False)  # whole images: the pasted objects cover cells
+    batch = csd_collate([data[(0, i)] for i in (0, 1, 2, 6)])
+    assert batch["x_s"].shape[0] == 3 and batch["rows"].tolist() == [0, 1, 3]
+    model = build_model(model_name, 4)
+    model.train()
+    cfg = CsdConfig(enabled=True, teacher=teacher)
+    step = CSDStep(cfg)
+    loss, scalars = step(model, batch)
+    for k in ("loss_cls", "loss_fg", "loss_bg", "csd_samples", "dead_cam_share"):
+        assert k in scalars and np.isfinite(scalars[k])
+    assert scalars["csd_samples"] == 3 and scalars["loss_fg"] > 0 and scalars["loss_bg"] > 0
+    assert model.training
+    expected = scalars["loss_cls"] + 0.01 * scalars["loss_fg"] + 0.1 * scalars["loss_bg"]
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    # no sample with views: the plain classification loss
+    plain = csd_collate([data[(0, 2)], data[(0, 3)]])
+    loss2, s2 = step(model, plain)
+    assert s2["csd_samples"] == 0 and float(loss2) == pytest.approx(s2["loss_cls"])
+
+
+def test_terms_vanish_for_identical_maps_and_respect_options():
+    torch.manual_seed(0)
+    M, K = 2, 4
+    t = torch.randn(M, K, 2, 2)
+    batch = {"cls": torch.tensor([1, 2]), "m_fg": torch.ones(M, 32, 32, dtype=torch.bool),
+             "m_bg": torch.ones(M, 32, 32, dtype=torch.bool)}
+    labels_m = torch.tensor([[1, 0, 0, 1], [1, 1, 0, 0]])
+    for options in ({}, {"kl_classes": "present"}, {"kl_channels": "pasted"},
+                    {"normalizer": "max"}, {"normalizer": "detached_floor"}):
+        step = CSDStep(CsdConfig(**options))
+        fg, bg = step.terms(t, t, t, batch, labels_m)
+        assert float(fg) == pytest.approx(0, abs=1e-6) and float(bg) == pytest.approx(0, abs=1e-6)
+        fg, bg = step.terms(torch.randn(M, K, 2, 2), torch.randn(M, K, 2, 2), t, batch, labels_m)
+        assert float(fg) > 0 and float(bg) > 0, options
+    # teacher_classes=pasted: only class c of the teacher counts in the fg term
+    step = CSDStep(CsdConfig(teacher_classes="pasted", normalizer="max"))  # per-class scale
+    t2 = t.clone()
+    t2[0, 0] += 5.0  # another class than c = 1 in the teacher: no effect
+    assert torch.allclose(step.terms(t, t, t, batch, labels_m)[0],
+                          step.terms(t, t, t2, batch, labels_m)[0])
+    # uncovered cells contribute nothing
+    none = dict(batch, m_fg=torch.zeros(M, 32, 32, dtype=torch.bool))
+    assert float(CSDStep(CsdConfig()).terms(torch.randn(M, K, 2, 2), t, t, none, labels_m)[0]) == 0
