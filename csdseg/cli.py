@@ -66,6 +66,17 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.config, args.overrides)
 
 
+def one_line(exc: BaseException) -> str:
+    """The message on one line; an error re-raised by a DataLoader worker carries the worker's
+    traceback, of which only the last line (``pkg.ErrorType: message``) is the message."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and any("Traceback" in line for line in lines):
+        last = lines[-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return " ".join(line.strip() for line in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -79,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = module.run(config_from_args(args))
     except USER_ERRORS as exc:
-        print(f"csdseg {args.stage}: error: {exc}", file=sys.stderr)
+        print(f"csdseg {args.stage}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable run_root, disk full...: the path and the reason
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"csdseg {args.stage}: error: cannot write or read{where}: "
+              f"{exc.strerror or exc}; check the path, its permissions and free space",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"csdseg {args.stage}: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -33,6 +33,7 @@ class DataConfig:
     mask_dir: str = ""  # "" = the dataset's default ground-truth folder
     csv: str = ""  # custom datasets: the image,labels CSV
     num_workers: int = 2
+    skip_bad_images: bool = False  # decode every image upfront, leave out (and log) unreadable ones
 
 
 @dataclass
@@ -44,13 +45,18 @@ class ModelConfig:
     # which a network trained from scratch (the synthetic demo) needs.
     detach_after: int = 2
     frozen_bn: bool = True  # IRN's FixedBatchNorm; false lets batch statistics train
+    # MCTformer only (official values): stochastic depth, and refining the maps with the
+    # patch-to-patch attention in make-cam.
+    drop_path_rate: float = 0.1
+    patch_attn_refine: bool = True
 
 
 @dataclass
 class OptimConfig:
     name: str = "sgd"  # sgd (IRN) | adamw (MCTformer)
     schedule: str = "poly"  # poly (IRN) | cosine (MCTformer: linear warm-up, cosine decay)
-    warmup_epochs: int = 0
+    warmup_epochs: int = 0  # cosine only: linear warm-up from 1e-6
+    min_lr: float = 1e-5  # cosine only: the floor (DeiT/MCTformer)
     lr: float = 0.1
     head_lr_mult: float = 10.0
     weight_decay: float = 1e-4
@@ -67,6 +73,7 @@ class TrainConfig:
     crop_size: int = 512
     resize_long: list[int] = field(default_factory=lambda: [320, 640])
     hflip: bool = True
+    augment: str = "irn"  # irn (resize-long + crop) | mct (DeiT random-resized crop)
     amp: bool = True  # mixed precision, used only on CUDA
     max_steps: int = 0  # 0 = no limit; a cap for smoke tests
     log_every: int = 20

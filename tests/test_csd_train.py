@@ -14,8 +14,8 @@ from csdseg.engine.logger import read_log
 pytestmark = pytest.mark.slow
 
 COMMON = ["model.name=resnet10t_cam", "model.pretrained=none", "model.detach_after=0",
-          "model.frozen_bn=false", "device=cpu", "data.num_workers=0", "train.crop_size=64",
-          "train.resize_long=[56,80]", "train.batch_size=4", "train.log_every=1",
+          "model.frozen_bn=false", "device=cpu", "data.num_workers=0", "train.crop_size=96",
+          "train.resize_long=[88,112]", "train.batch_size=4", "train.log_every=1",
           "optim.momentum=0.9", "data.train_split=train", "data.infer_split=train",
           "cam.scales=[1.0]", "cam.flip=false", "ir_label.workers=1", "seed=1"]
 
@@ -23,7 +23,7 @@ COMMON = ["model.name=resnet10t_cam", "model.pretrained=none", "model.detach_aft
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("csd")
-    root = generate(tmp / "data", n_train=48, n_val=8, size=64, seed=0, workers=1)
+    root = generate(tmp / "data", n_train=48, n_val=8, size=96, seed=0, workers=1)
     args = [*COMMON, f"data.root={root}", f"run_root={tmp / 'runs'}"]
     assert main(["train-cam", *args, "name=base", "train.max_steps=12"]) == 0
     return {"tmp": tmp, "args": args, "runs": tmp / "runs"}

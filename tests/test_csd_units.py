@@ -230,3 +230,17 @@ def test_terms_vanish_for_identical_maps_and_respect_options():
     # uncovered cells contribute nothing
     none = dict(batch, m_fg=torch.zeros(M, 32, 32, dtype=torch.bool))
     assert float(CSDStep(CsdConfig()).terms(torch.randn(M, K, 2, 2), t, t, none, labels_m)[0]) == 0
+
+
+def test_fast_augment_equals_the_baseline_bit_for_bit():
+    from csdseg.csd.dataset import augment
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    label = rng.integers(0, 4, (37, 53), dtype=np.uint8)
+    for crop, resize in ((32, (40, 70)), (96, (40, 60))):  # crop inside, and padding
+        base = ClassificationDataset(ArraySource(LABELS), crop, resize, True)
+        for seed in range(4):
+            ref, (ref_label,) = base.augment(img, np.random.default_rng(seed), (label,))
+            x, lab = augment(base, img, label, np.random.default_rng(seed))
+            assert np.array_equal(x, ref) and np.array_equal(lab, ref_label)

@@ -7,6 +7,13 @@ from csdseg.data.source import DataError, Source
 
 def build_source(cfg: DataConfig, split: str) -> Source:
     """The split ``split`` of the dataset described by ``cfg``."""
+    source = _build_source(cfg, split)
+    if cfg.skip_bad_images:
+        source.drop_unreadable_images()
+    return source
+
+
+def _build_source(cfg: DataConfig, split: str) -> Source:
     if cfg.dataset == "voc":
         from csdseg.data.voc import VOCSource
 

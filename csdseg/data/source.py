@@ -7,12 +7,15 @@ Image ids are strings everywhere ("2007_000032").
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from csdseg.data.classes import IGNORE_INDEX
+
+log = logging.getLogger("csdseg.data")
 
 
 class DataError(ValueError):
@@ -32,7 +35,8 @@ def read_image(path: Path) -> np.ndarray:
                 image = background
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"image {path} is corrupt or truncated ({exc}); replace or remove it") from None
+        raise DataError(f"image {path} is corrupt or truncated ({exc}); replace or remove it, "
+                        "or set data.skip_bad_images=true to leave it out") from None
 
 
 def read_mask(path: Path, num_classes: int) -> np.ndarray:
@@ -106,7 +110,47 @@ class Source:
         path = self.mask_path(image_id)
         if path is None:
             raise DataError(f"this dataset has no masks for {image_id}")
-        return read_mask(path, self.num_classes)
+        mask = read_mask(path, self.num_classes)
+        image_path = self.image_path(image_id)
+        if image_path.is_file():  # PIL reads only the header here: a cheap size check
+            with Image.open(image_path) as image:
+                width, height = image.size
+            if mask.shape != (height, width):
+                raise DataError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                                f"{image_path} is {width}x{height}; masks must match their image")
+        return mask
+
+    def check_images_exist(self) -> None:
+        """Fail before any work when the split names images that are not on disk (stat only)."""
+        missing = [i for i in self.ids if not self.image_path(i).is_file()]
+        if missing:
+            raise DataError(
+                f"{len(missing)} of {len(self.ids)} image(s) of this split are missing, e.g. "
+                f"{self.image_path(missing[0])}; check data.root or remove them from the split list"
+            )
+
+    def drop_unreadable_images(self) -> list[str]:
+        """Decode every image once and leave out those that fail (``data.skip_bad_images``).
+
+        Returns the skipped ids (also logged); ``self.skipped`` keeps them for the stage.
+        """
+        bad = []
+        for image_id in self.ids:
+            try:
+                read_image(self.image_path(image_id))
+            except DataError:
+                bad.append(image_id)
+        if bad:
+            drop = set(bad)
+            keep = [n for n, i in enumerate(self.ids) if i not in drop]
+            self.ids = [self.ids[n] for n in keep]
+            self.labels = self.labels[keep]
+            if hasattr(self, "_index"):
+                del self._index
+            log.warning("data.skip_bad_images: left out %d unreadable image(s): %s",
+                        len(bad), " ".join(bad))
+        self.skipped = bad
+        return bad
 
     def contexts(self) -> dict | None:
         """Per-image background context, recorded by the synthetic generator (else None)."""

@@ -37,8 +37,9 @@ def rescale(arr: np.ndarray, scale: float, nearest: bool = False) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize(size, resample))
 
 
-def resize_to(arr: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    resample = Image.NEAREST if nearest else Image.BILINEAR
+def resize_to(arr: np.ndarray, hw: tuple[int, int], nearest: bool = False,
+              bicubic: bool = False) -> np.ndarray:
+    resample = Image.NEAREST if nearest else (Image.BICUBIC if bicubic else Image.BILINEAR)
     return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), resample))
 
 
@@ -86,10 +87,37 @@ def random_crop(arrays: list[np.ndarray], size: int, fills: list[float], rng: np
     return out
 
 
+def random_resized_crop(img: np.ndarray, size: int, rng: np.random.Generator,
+                        masks: tuple[np.ndarray, ...] = (), scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)
+                        ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """DeiT/MCTformer's training crop: a random area (``scale``) and aspect (``ratio``) of the
+    image, resized to ``size`` x ``size`` (bicubic; masks nearest). Falls back to the central
+    crop after 10 tries, as torchvision does."""
+    h, w = img.shape[:2]
+    area = h * w
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+        cw, ch = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top, left = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+            break
+    else:
+        ch, cw = min(h, w), min(h, w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+
+    def crop(arr: np.ndarray, nearest: bool) -> np.ndarray:
+        return resize_to(np.ascontiguousarray(arr[top:top + ch, left:left + cw]), (size, size),
+                         nearest=nearest, bicubic=not nearest)
+
+    return crop(img, False), tuple(crop(m, True) for m in masks)
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator for one sample's augmentation in one epoch."""
     return np.random.default_rng([seed, epoch, index])
 
 
 __all__ = ["IGNORE_INDEX", "normalize", "denormalize", "rescale", "resize_to", "random_resize_long",
-           "random_scale", "random_hflip", "random_crop", "sample_rng"]
+           "random_scale", "random_hflip", "random_crop", "random_resized_crop", "sample_rng"]

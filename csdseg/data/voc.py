@@ -107,6 +107,7 @@ class VOCSource(Source):
         table = load_label_file(label_path, self.num_classes) if has_labels else {}
         self.labels = (gather_labels(self.ids, table, label_path) if has_labels
                        else np.zeros((len(self.ids), self.num_classes), np.float32))
+        self.check_images_exist()  # before any training, not as a crash at step 1000
         self.mask_dirs = [Path(mask_dir)] if mask_dir else [
             self.root / "SegmentationClass", self.root / "SegmentationClassAug"]
         self._contexts = load_contexts(self.root)

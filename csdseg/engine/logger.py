@@ -6,19 +6,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from csdseg.io import atomic_write_text
+
 
 class RunLogger:
     """Append-only JSONL log plus TensorBoard scalars; only rank 0 should create one."""
 
-    def __init__(self, jsonl_path: Path, tb_dir: Path | None = None) -> None:
+    def __init__(self, jsonl_path: Path, tb_dir: Path | None = None,
+                 start_step: int | None = None) -> None:
+        """``start_step``: the step training (re)starts from; records past it, left by a run
+        killed after its last checkpoint, are dropped so a resumed log has each step once."""
         jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        if start_step is not None and jsonl_path.is_file():
+            kept = [r for r in read_log(jsonl_path) if r.get("step", 0) <= start_step]
+            atomic_write_text(jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(jsonl_path, "a", encoding="utf-8")
         self._tb = None
         if tb_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(tb_dir))
+                purge = {"purge_step": start_step + 1} if start_step else {}
+                self._tb = SummaryWriter(str(tb_dir), **purge)
             except ImportError:  # tensorboard is optional at run time
                 self._tb = None
         self._start = time.time()
@@ -42,5 +51,10 @@ class RunLogger:
 def read_log(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill; the rest is intact
+            continue
     return [r for r in rows if kind is None or r.get("kind") == kind]

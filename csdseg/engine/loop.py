@@ -125,7 +125,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     if dist.world()[1] > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[spec.device.index] if spec.device.type == "cuda" else None)
-    logger = RunLogger(spec.run.log(spec.stage), spec.run.tb(spec.stage)) if dist.is_main() else None
+    logger = (RunLogger(spec.run.log(spec.stage), spec.run.tb(spec.stage), start_step=step)
+              if dist.is_main() else None)
     scalars: dict[str, float] = {}
     model.train()
     try:

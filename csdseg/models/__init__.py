@@ -52,4 +52,6 @@ def build_cam_model(cfg: "ModelConfig", num_classes: int) -> nn.Module:
     kwargs: dict[str, Any] = {}
     if MODELS.get(cfg.name, ("",))[0] == "csdseg.models.cam_resnet":
         kwargs = {"detach_after": cfg.detach_after, "frozen_bn": cfg.frozen_bn}
+    elif MODELS.get(cfg.name, ("",))[0] == "csdseg.models.mctformer":
+        kwargs = {"drop_path_rate": cfg.drop_path_rate, "patch_attn_refine": cfg.patch_attn_refine}
     return build_model(cfg.name, num_classes, cfg.pretrained, **kwargs)

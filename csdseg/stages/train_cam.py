@@ -38,7 +38,7 @@ def lr_schedule(cfg: Config, steps_per_epoch: int):
     if cfg.optim.schedule == "poly":
         return lambda step, total: poly_lr(cfg.optim.lr, step, total, cfg.optim.poly_power)
     warmup = cfg.optim.warmup_epochs * steps_per_epoch
-    return lambda step, total: warmup_cosine_lr(cfg.optim.lr, step, total, warmup)
+    return lambda step, total: warmup_cosine_lr(cfg.optim.lr, step, total, warmup, cfg.optim.min_lr)
 
 
 def init_checkpoint(spec: str) -> Path:
@@ -66,7 +66,7 @@ def run(cfg: Config) -> dict:
     if dist.is_main():
         run_dir.start_stage("train_cam", cfg)
     dataset = ClassificationDataset(source, cfg.train.crop_size, tuple(cfg.train.resize_long),
-                                    cfg.train.hflip, cfg.seed)
+                                    cfg.train.hflip, cfg.seed, cfg.train.augment)
     step_fn, collate = classification_step, None
     if cfg.csd.enabled:
         from csdseg.csd.trainer import build_csd_training
