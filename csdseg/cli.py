@@ -28,6 +28,7 @@ STAGES: dict[str, str] = {
     "train-seg": "csdseg.stages.train_seg",
     "eval-seg": "csdseg.stages.eval_seg",
     "predict": "csdseg.stages.predict",
+    "pipeline": "csdseg.stages.pipeline",
     "demo": "csdseg.stages.demo",
 }
 

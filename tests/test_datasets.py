@@ -18,7 +18,7 @@ from csdseg.data.source import DataError
 from csdseg.data.voc import BUILTIN, VOCSource, load_label_file
 from csdseg.stages import prepare
 
-REAL_MASKS = Path("/work/shared/data/voc12/SegmentationClass")
+REAL_MASKS = Path(__file__).resolve().parent / "fixtures" / "voc_masks"
 VOC_IDS = ["2007_000032", "2007_000039", "2007_000063", "2007_000068", "2007_000121", "2007_000170"]
 
 

@@ -18,7 +18,7 @@ from csdseg.data.synthetic_layouts import (AREA_RANGE, add_void_border, load_lay
 from csdseg.data.synthetic_textures import render_class, render_context
 from csdseg.data.voc import VOCSource
 
-REAL_MASKS = Path("/work/shared/data/voc12/SegmentationClass")
+REAL_MASKS = Path(__file__).resolve().parent / "fixtures" / "voc_masks"
 N_TRAIN, N_VAL, SIZE = 160, 40, 48
 
 

@@ -1,0 +1,211 @@
+"""``csdseg pipeline``: every stage of a run in order, skipping those already done.
+
+  csdseg pipeline -c configs/synthetic_irn.yaml --baseline-and-csd [--from STAGE] [--to STAGE]
+
+Order: train-cam -> make-cam -> eval-cam [-> make-csd-masks (from the baseline's CAMs) ->
+train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline]
+-> make-ir-label -> train-irn -> make-sem-seg -> eval-sem-seg -> train-seg -> eval-seg, for
+each run. A stage whose outputs are complete is skipped (see docs/pipeline.md); at the end the
+baseline-vs-CSD table is printed, written to ``runs/<name>/reports/pipeline.{json,md}``, and
+the HTML report to ``runs/<name>/report.html``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from csdseg.config import Config, ConfigError, load_config
+from csdseg.data import build_source
+from csdseg.runs import RunDir
+
+HELP = "run every stage (optionally baseline and CSD), skipping finished ones; print the table"
+log = logging.getLogger("csdseg.pipeline")
+
+# stage -> module; this order is the one --from/--to refer to
+ORDER: dict[str, str] = {
+    "train-cam": "csdseg.stages.train_cam",
+    "make-cam": "csdseg.stages.make_cam",
+    "eval-cam": "csdseg.stages.eval_cam",
+    "make-csd-masks": "csdseg.stages.make_csd_masks",
+    "make-ir-label": "csdseg.stages.make_ir_label",
+    "train-irn": "csdseg.stages.train_irn",
+    "make-sem-seg": "csdseg.stages.make_sem_seg",
+    "eval-sem-seg": "csdseg.stages.eval_sem_seg",
+    "train-seg": "csdseg.stages.train_seg",
+    "eval-seg": "csdseg.stages.eval_seg",
+}
+CAM_STAGES = ["train-cam", "make-cam", "eval-cam"]
+DOWNSTREAM = ["make-ir-label", "train-irn", "make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"]
+
+
+@dataclass
+class Step:
+    stage: str
+    cfg: Config  # cfg.name is the run the stage works on (make-csd-masks: writes to from_run)
+
+
+def csd_config(path: str | None, overrides: list[str], epochs: int = 0,
+               extra: list[str] | None = None) -> Config:
+    """The CSD run's config: ``<name>_csd``, CSD on, masks and warm start from the baseline."""
+    base = load_config(path, overrides)
+    return load_config(path, [
+        *overrides, f"name={base.name}_csd", "csd.enabled=true", f"csd.from_run={base.name}",
+        f"train.init_from={base.run_dir}", f"train.epochs={epochs or base.train.epochs}",
+        *(extra or [])])
+
+
+def plan(base: Config, csd: Config | None) -> list[Step]:
+    """The steps in execution order: both runs' CAM stages first, since CSD needs the
+    baseline's CAMs, then each run's downstream stages."""
+    steps = [Step(s, base) for s in CAM_STAGES]
+    if csd is not None:
+        steps += [Step("make-csd-masks", csd)] + [Step(s, csd) for s in CAM_STAGES]
+    for cfg in [base] + ([csd] if csd is not None else []):
+        steps += [Step(s, cfg) for s in DOWNSTREAM]
+    return steps
+
+
+# --------------------------------------------------------------------------------------------
+# Skip rules: a stage is done when its outputs are complete (and reports newer than inputs)
+
+
+def _complete(folder: Path, ids: list[str], ext: str) -> bool:
+    return folder.is_dir() and all((folder / f"{i}{ext}").is_file() for i in ids)
+
+
+def _fresh(report: Path, inputs: list[Path]) -> bool:
+    """``report`` exists and is at least as new as every input (all of which exist)."""
+    if not report.is_file() or not all(p.is_file() for p in inputs):
+        return False
+    newest = max((p.stat().st_mtime for p in inputs), default=0.0)
+    return report.stat().st_mtime >= newest
+
+
+def done_reason(stage: str, cfg: Config) -> str | None:
+    """Why ``stage`` can be skipped for ``cfg`` (a short phrase), or None when it must run."""
+    rd = RunDir.from_config(cfg)
+    ids = lambda split: build_source(cfg.data, split).ids  # noqa: E731 - built only when asked
+    if stage in ("train-cam", "train-irn", "train-seg"):
+        ckpt = rd.checkpoint({"train-cam": "cam", "train-irn": "irn", "train-seg": "seg"}[stage])
+        if stage == "train-irn" and cfg.irn.method == "crf":
+            return "not needed (irn.method=crf)"
+        return f"{ckpt.relative_to(rd.root)} present" if ckpt.is_file() and ckpt.stat().st_size \
+            else None
+    if stage in ("make-cam", "make-ir-label", "make-sem-seg"):
+        folder, ext = {"make-cam": (rd.cam_dir, ".npy"), "make-ir-label": (rd.ir_label_dir, ".png"),
+                       "make-sem-seg": (rd.sem_seg_dir, ".png")}[stage]
+        split = cfg.data.infer_split
+        return f"every {split} file in {folder.name}/" if _complete(folder, ids(split), ext) else None
+    if stage == "make-csd-masks":
+        base = RunDir(Path(cfg.run_root) / (cfg.csd.from_run or cfg.name))
+        source = build_source(cfg.data, cfg.data.train_split)
+        if not _complete(base.ir_label_dir, source.ids, ".png"):
+            return None
+        if source.has_masks() and not base.report("make_csd_masks").is_file():
+            return None
+        return f"every {cfg.data.train_split} mask in {base.root.name}/ir_label/"
+    if stage == "eval-cam":
+        inputs = [rd.cam_dir / f"{i}.npy" for i in ids(cfg.data.eval_split)]
+    elif stage == "eval-sem-seg":
+        inputs = [rd.sem_seg_dir / f"{i}.png" for i in ids(cfg.data.eval_split)]
+    elif stage == "eval-seg":
+        inputs = [rd.checkpoint("seg")]
+    else:
+        raise ConfigError(f"unknown stage '{stage}'; stages: {', '.join(ORDER)}")
+    report = rd.report(stage.replace("-", "_"))
+    return "report newer than its inputs" if _fresh(report, inputs) else None
+
+
+def run_stage(stage: str, cfg: Config) -> None:
+    module = importlib.import_module(ORDER[stage])
+    if stage in ("eval-cam", "eval-sem-seg", "eval-seg"):  # the final table shows the numbers
+        report = module.evaluate(cfg, progress=False)
+        best = report.get("best") or {}
+        log.info("%s %s: mIoU %.4f%s", cfg.name, stage, report["miou"] or 0.0,
+                 f" (best {best['miou']:.4f} at {best['threshold']:.2f})" if best else "")
+    else:
+        module.run(cfg)
+
+
+def execute(steps: list[Step], start: str | None = None, stop: str | None = None,
+            echo: bool = True) -> list[dict[str, Any]]:
+    """Run the steps between ``start`` and ``stop`` (stage names, inclusive) that are not done.
+
+    Returns one record per step: run, stage, status (ran | skipped | not selected) and why.
+    """
+    names = list(ORDER)
+    for flag, value in (("--from", start), ("--to", stop)):
+        if value is not None and value not in ORDER:
+            raise ConfigError(f"{flag} {value}: not a pipeline stage; stages: {', '.join(ORDER)}")
+    lo = names.index(start) if start else 0
+    hi = names.index(stop) if stop else len(names) - 1
+    if lo > hi:
+        raise ConfigError(f"--from {start} comes after --to {stop} in the stage order")
+    records = []
+    for step in steps:
+        record: dict[str, Any] = {"run": step.cfg.name, "stage": step.stage}
+        if not lo <= names.index(step.stage) <= hi:
+            record.update(status="not selected", why="outside --from/--to")
+        elif (why := done_reason(step.stage, step.cfg)) is not None:
+            record.update(status="skipped", why=why)
+        else:
+            t0 = time.time()
+            if echo:
+                print(f"[pipeline] {step.cfg.name}: {step.stage} ...", flush=True)
+            run_stage(step.stage, step.cfg)
+            record.update(status="ran", why=f"{time.time() - t0:.1f} s")
+        if echo and record["status"] != "not selected":
+            print(f"[pipeline] {step.cfg.name}: {step.stage:<15} {record['status']} "
+                  f"({record['why']})", flush=True)
+        records.append(record)
+    return records
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from csdseg.cli import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument("--from", dest="start", metavar="STAGE", choices=list(ORDER),
+                        help="first stage to run (earlier ones are left alone)")
+    parser.add_argument("--to", dest="stop", metavar="STAGE", choices=list(ORDER),
+                        help="last stage to run")
+    parser.add_argument("--baseline-and-csd", action="store_true",
+                        help="also train the CSD run <name>_csd and compare the two")
+    parser.add_argument("--csd-epochs", type=int, default=0,
+                        help="CSD run's train.epochs (warm-started; 0 = the baseline's)")
+    parser.add_argument("--csd-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for the CSD run only, e.g. csd.lambda_bg=0.2 (repeatable)")
+    parser.add_argument("--gallery", type=int, default=8, help="images in the HTML report")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def run_pipeline(path: str | None, overrides: list[str], baseline_and_csd: bool = False,
+                 start: str | None = None, stop: str | None = None, csd_epochs: int = 0,
+                 csd_set: list[str] | None = None, gallery: int = 8,
+                 report: bool = True) -> dict[str, Any]:
+    """Plan, execute, summarise; returns {"steps": records, "table": rows, "report": path}."""
+    from csdseg.report.table import write_table
+
+    base = load_config(path, overrides)
+    csd = csd_config(path, overrides, csd_epochs, csd_set) if baseline_and_csd else None
+    records = execute(plan(base, csd), start, stop)
+    table, markdown = write_table(base, csd)
+    print(markdown)
+    html = None
+    if report:
+        from csdseg.report.html import build_report
+
+        html = build_report(base, csd, table, n_gallery=gallery)
+        print(f"[pipeline] report: {html}")
+    return {"steps": records, "table": table, "report": html}
+
+
+def main(args: argparse.Namespace) -> int:
+    run_pipeline(args.config, args.overrides, args.baseline_and_csd, args.start, args.stop,
+                 args.csd_epochs, args.csd_set, args.gallery, not args.no_report)
+    return 0
