@@ -158,6 +158,9 @@ class IrnConfig:
     crf_preset: str = "deeplab_v2"  # method=crf: a key of csdseg.ops.crf.SOFTMAX_PRESETS
     crf_bg_threshold: float = 0.15  # method=crf: constant background score before the CRF
     walk_threads: int = 1  # CPU threads per random walk (0 = torch's default)
+    # Deviation for from-scratch runs (synthetic presets): start IRN's frozen backbone from this
+    # run's CAM classifier (same architecture) instead of ImageNet weights.
+    backbone_from_cam: bool = False
 
 
 @dataclass

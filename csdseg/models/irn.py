@@ -70,6 +70,27 @@ class IRNet(nn.Module):
             nn.Sequential(_branch(448, 256, 16), nn.Conv2d(256, 2, 1, bias=False), MeanShift(2)),
         ])
 
+    # CAM classifier (csdseg.models.cam_resnet) stage names -> our backbone slots
+    CAM_PREFIXES = {"stage1.0.": "backbone.0.0.", "stage1.1.": "backbone.0.1.",
+                    "stage1.4.": "backbone.1.", "stage2.": "backbone.2.", "stage3.": "backbone.3.",
+                    "stage4.": "backbone.4."}
+
+    def load_backbone_from_cam(self, cam_state: dict[str, torch.Tensor]) -> int:
+        """Copy a CAM classifier's backbone (same timm architecture) into ours; returns the
+        number of tensors copied. For from-scratch runs, where no ImageNet weights exist."""
+        own = self.state_dict()
+        copied = {}
+        for key, value in cam_state.items():
+            for src, dst in self.CAM_PREFIXES.items():
+                if key.startswith(src) and dst + key[len(src):] in own:
+                    copied[dst + key[len(src):]] = value
+        expected = [k for k in own if k.startswith("backbone.")]
+        if len(copied) != len(expected):
+            raise ValueError(f"the CAM checkpoint fills {len(copied)} of {len(expected)} backbone "
+                             "tensors: irn.backbone must be the CAM model's architecture")
+        self.load_state_dict(copied, strict=False)
+        return len(copied)
+
     def _channels(self) -> list[int]:
         with torch.no_grad():
             feats = self.backbone_features(torch.zeros(1, 3, 64, 64))

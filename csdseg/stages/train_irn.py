@@ -23,9 +23,11 @@ from csdseg.data import Source, build_source
 from csdseg.data.source import DataError
 from csdseg.data.transforms import normalize, random_crop, random_hflip, random_scale, sample_rng
 from csdseg.device import resolve_device
+from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_lr
 from csdseg.losses.affinity import irn_losses, pair_displacement
+from csdseg.errors import StageError
 from csdseg.models.irn import IRNet
 from csdseg.ops.affinity import affinity_labels, boundary_to_affinity
 from csdseg.ops.path_index import PathIndex
@@ -102,6 +104,12 @@ def run(cfg: Config) -> dict:
                               c.hflip, cfg.seed, index)
     torch.manual_seed(cfg.seed)
     model = IRNet(c.backbone, c.pretrained)
+    if c.backbone_from_cam:  # from-scratch runs: the CAM classifier's features, not ImageNet's
+        cam_ckpt = run_dir.require(run_dir.checkpoint("cam"), made_by="train-cam")
+        try:
+            model.load_backbone_from_cam(load_checkpoint(cam_ckpt)["model"])
+        except ValueError as exc:
+            raise StageError(f"irn.backbone_from_cam: {cam_ckpt}: {exc}") from None
     optimizer = torch.optim.SGD(model.param_groups(c.weight_decay, c.dp_lr_mult), lr=c.lr,
                                 momentum=c.momentum, weight_decay=c.weight_decay)
     spec = TrainSpec(
