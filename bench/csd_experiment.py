@@ -8,7 +8,7 @@ For each training seed:
 Each run gets make-cam and eval-cam on the train split (IRN's protocol) and on val, and the
 mIoU of its confident labels (two dense CRFs, scored on the confident pixels only) on train.
 Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
-``<out>/results.json`` and prints a markdown table (mean +- std over seeds) last.
+``<out>/results_s<seed>.json`` and prints a markdown table (mean +- std over seeds) last.
 
 Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
 """
@@ -132,14 +132,13 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     root = generate(out / "data", args.n_train, args.n_val, args.size, args.data_seed)
-    results_path = out / "results.json"
-    per_seed = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    per_seed = {int(k): v for k, v in per_seed.items()}
     start = time.time()
-    for seed in args.seeds:
-        if seed not in per_seed:
-            per_seed[seed] = run_seed(root, out, seed, args)
-            results_path.write_text(json.dumps({str(k): v for k, v in per_seed.items()}, indent=1))
+    per_seed = {}
+    for seed in args.seeds:  # one file per seed, so seeds can run in parallel processes
+        path = out / f"results_s{seed}.json"
+        if not path.is_file():
+            path.write_text(json.dumps(run_seed(root, out, seed, args), indent=1))
+        per_seed[seed] = json.loads(path.read_text())
     print(f"\n{len(per_seed)} seeds, {time.time() - start:.0f} s; settings: {vars(args)}\n")
     print(summarise(per_seed))
 

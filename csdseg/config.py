@@ -120,6 +120,9 @@ class CsdConfig:
     teacher_classes: str = "all"  # all | pasted (teacher maps zeroed except class c, fg term)
     ema_momentum: float = 0.999  # teacher=ema
     dead_warn: float = 0.2  # warn when this share of present classes has an all-zero map
+    # The pipeline warm-starts the CSD run from the baseline at optim.lr x this factor (a
+    # fine-tuning rate; restarting the poly schedule at the full rate undoes the baseline).
+    finetune_lr_mult: float = 0.1
 
 
 @dataclass

@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +41,8 @@ def _fake_run(cfg, over_activate: bool) -> None:
             high[0] = np.maximum(high[0], 0.5)
         atomic_save_npy(rd.cam_dir / f"{image_id}.npy",
                         {"keys": keys, "cam": high[:, ::4, ::4], "high_res": high})
-        save_label_png(rd.sem_seg_dir / f"{image_id}.png", np.where(gt == 255, 0, gt).astype(np.uint8))
+        save_label_png(rd.sem_seg_dir / f"{image_id}.png",
+                       np.where(gt == 255, 0, gt).astype(np.uint8))
     logger = RunLogger(rd.log("train_cam"))
     for step in range(1, 6):
         extra = {"loss_fg": 0.1 / step, "loss_bg": 0.2 / step} if not over_activate else {}

@@ -41,7 +41,8 @@ def _table_html(rows: list[dict[str, Any]], base: str, csd: str | None) -> str:
     for r in rows:
         cells = [escape(r["metric"]), format_cell(r["key"], r["baseline"])]
         if csd:
-            cells += [format_cell(r["key"], r["csd"]), format_cell(r["key"], r["delta"], signed=True)]
+            cells += [format_cell(r["key"], r["csd"]),
+                      format_cell(r["key"], r["delta"], signed=True)]
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "\n".join(out + ["</table>"])
 

@@ -70,7 +70,8 @@ def to_markdown(rows: list[dict[str, Any]], base_name: str, csd_name: str | None
     for r in rows:
         cells = [r["metric"], format_cell(r["key"], r["baseline"])]
         if csd_name:
-            cells += [format_cell(r["key"], r["csd"]), format_cell(r["key"], r["delta"], signed=True)]
+            cells += [format_cell(r["key"], r["csd"]),
+                      format_cell(r["key"], r["delta"], signed=True)]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("\nmIoU in %; a context ratio (gt background labelled foreground on images in "
                  "their class's usual context / other images) nearer 1 is better.")

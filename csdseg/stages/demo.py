@@ -23,13 +23,13 @@ PRESETS = {"irn": "synthetic_irn.yaml", "mct": "synthetic_mct.yaml"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/synthetic", help="synthetic dataset folder")
     parser.add_argument("--run-root", default="runs", help="where run directories go")
-    parser.add_argument("--n-train", type=int, default=320)
-    parser.add_argument("--n-val", type=int, default=80)
+    parser.add_argument("--n-train", type=int, default=256)
+    parser.add_argument("--n-val", type=int, default=64)
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
-    parser.add_argument("--epochs", type=int, default=8, help="train-cam epochs (baseline)")
-    parser.add_argument("--csd-epochs", type=int, default=3, help="CSD epochs after warm start")
+    parser.add_argument("--epochs", type=int, default=6, help="train-cam epochs (baseline)")
+    parser.add_argument("--csd-epochs", type=int, default=2, help="CSD epochs after warm start")
     parser.add_argument("--irn-epochs", type=int, default=2)
-    parser.add_argument("--seg-epochs", type=int, default=4)
+    parser.add_argument("--seg-epochs", type=int, default=3)
     parser.add_argument("--baselines", nargs="+", choices=list(PRESETS), default=list(PRESETS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: tiny models gain little from more, and on a "
@@ -47,11 +47,13 @@ def demo_overrides(args: argparse.Namespace, baseline: str, root: Path) -> list[
         f"seed={args.seed}", "data.num_workers=1",
         f"train.epochs={args.epochs}", f"train.crop_size={s}",
         f"train.resize_long=[{3 * s // 4},{5 * s // 4}]",
+        "cam.scales=[1.0]",  # + flip; the presets' multi-scale maps cost 4x here
         "irn.backbone=resnet10t", "irn.pretrained=none", f"irn.crop_size={s}",
         "irn.batch_size=16", f"irn.epochs={args.irn_epochs}",
         "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
         f"seg.crop_size={s}", "seg.batch_size=16", f"seg.epochs={args.seg_epochs}",
         "seg.lr=0.01", "seg.num_workers=1", "seg.scales=[1.0]", "seg.log_every=5",
+        f"seg.val_every={args.seg_epochs}",  # validate once, at the end
         *args.overrides,
     ]
 

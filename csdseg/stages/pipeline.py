@@ -56,7 +56,7 @@ def csd_config(path: str | None, overrides: list[str], epochs: int = 0,
     return load_config(path, [
         *overrides, f"name={base.name}_csd", "csd.enabled=true", f"csd.from_run={base.name}",
         f"train.init_from={base.run_dir}", f"train.epochs={epochs or base.train.epochs}",
-        *(extra or [])])
+        f"optim.lr={base.optim.lr * base.csd.finetune_lr_mult}", *(extra or [])])
 
 
 def plan(base: Config, csd: Config | None) -> list[Step]:
@@ -100,7 +100,8 @@ def done_reason(stage: str, cfg: Config) -> str | None:
         folder, ext = {"make-cam": (rd.cam_dir, ".npy"), "make-ir-label": (rd.ir_label_dir, ".png"),
                        "make-sem-seg": (rd.sem_seg_dir, ".png")}[stage]
         split = cfg.data.infer_split
-        return f"every {split} file in {folder.name}/" if _complete(folder, ids(split), ext) else None
+        complete = _complete(folder, ids(split), ext)
+        return f"every {split} file in {folder.name}/" if complete else None
     if stage == "make-csd-masks":
         base = RunDir(Path(cfg.run_root) / (cfg.csd.from_run or cfg.name))
         source = build_source(cfg.data, cfg.data.train_split)
@@ -132,27 +133,35 @@ def run_stage(stage: str, cfg: Config) -> None:
         module.run(cfg)
 
 
+def rank(stage: str) -> int:
+    """Position for --from/--to. make-csd-masks is the first step of the CSD run's
+    train-cam, so it goes wherever train-cam goes (``--to eval-cam`` includes it)."""
+    return list(ORDER).index("train-cam" if stage == "make-csd-masks" else stage)
+
+
 def execute(steps: list[Step], start: str | None = None, stop: str | None = None,
             echo: bool = True) -> list[dict[str, Any]]:
     """Run the steps between ``start`` and ``stop`` (stage names, inclusive) that are not done.
 
-    Returns one record per step: run, stage, status (ran | skipped | not selected) and why.
+    Returns one record per step: run, stage, status (ran | skipped | not needed |
+    not selected) and why.
     """
-    names = list(ORDER)
     for flag, value in (("--from", start), ("--to", stop)):
         if value is not None and value not in ORDER:
             raise ConfigError(f"{flag} {value}: not a pipeline stage; stages: {', '.join(ORDER)}")
-    lo = names.index(start) if start else 0
-    hi = names.index(stop) if stop else len(names) - 1
+    lo = rank(start) if start else 0
+    hi = rank(stop) if stop else len(ORDER) - 1
     if lo > hi:
         raise ConfigError(f"--from {start} comes after --to {stop} in the stage order")
     records = []
     for step in steps:
         record: dict[str, Any] = {"run": step.cfg.name, "stage": step.stage}
-        if not lo <= names.index(step.stage) <= hi:
+        if not lo <= rank(step.stage) <= hi:
             record.update(status="not selected", why="outside --from/--to")
         elif (why := done_reason(step.stage, step.cfg)) is not None:
-            record.update(status="skipped", why=why)
+            needed = not why.startswith("not needed")
+            record.update(status="skipped" if needed else "not needed",
+                          why=why if needed else why[len("not needed ("):-1])
         else:
             t0 = time.time()
             if echo:

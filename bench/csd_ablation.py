@@ -1,0 +1,47 @@
+"""One CSD variant against the runs of bench/csd_experiment.py (same baseline, same budget).
+
+Example (the literal per-class max normaliser instead of the default global one):
+  python bench/csd_ablation.py --out runs/csd_experiment --seed 0 --name max \
+      csd.normalizer=max
+Trains ``<name>_s<seed>`` warm-started from ``base_s<seed>`` with CSD and the overrides,
+evaluates it like the experiment's runs and writes ``<out>/ablation_<name>_s<seed>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from csd_experiment import PRESET, evaluate  # bench/ is the working directory's sibling
+from csdseg.config import load_config
+from csdseg.stages import train_cam
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/csd_experiment")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--extra-epochs", type=int, default=4)
+    parser.add_argument("--extra-lr", type=float, default=0.01)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    out, seed = Path(args.out), args.seed
+    base = out / f"base_s{seed}"
+    if not (base / "checkpoints" / "cam.pt").is_file():
+        raise SystemExit(f"{base} has no checkpoint: run bench/csd_experiment.py first")
+    cfg = load_config(PRESET, [
+        f"data.root={out / 'data'}", f"run_root={out}", f"seed={seed}", f"name={args.name}_s{seed}",
+        f"train.init_from={base}", f"train.epochs={args.extra_epochs}", f"optim.lr={args.extra_lr}",
+        "csd.enabled=true", f"csd.from_run=base_s{seed}", *args.overrides])
+    if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
+        train_cam.run(cfg)
+    result = {"overrides": args.overrides, **evaluate(cfg)}
+    path = out / f"ablation_{args.name}_s{seed}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result["train"][k] for k in ("miou", "best_miou", "ctx_ratio")}))
+
+
+if __name__ == "__main__":
+    main()

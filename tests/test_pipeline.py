@@ -1,0 +1,145 @@
+"""``csdseg pipeline``: the plan, the skip rules, --from/--to, and a tiny end-to-end run."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from csdseg.cli import main as cli_main
+from csdseg.config import ConfigError
+from csdseg.runs import RunDir
+from csdseg.stages import pipeline
+from csdseg.stages.pipeline import DOWNSTREAM, csd_config, done_reason, execute, plan
+
+PRESET = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml")
+
+
+def tiny(root: Path, run_root: Path, name: str = "pl") -> list[str]:
+    """Every stage shrunk to seconds: 64 px images, resnet10t, tiny DeepLab, one epoch each."""
+    return [
+        f"data.root={root}", f"run_root={run_root}", f"name={name}", "device=cpu",
+        "data.num_workers=0", "data.infer_split=train", "data.eval_split=train",
+        "train.crop_size=64", "train.resize_long=[48,80]", "train.batch_size=8", "train.epochs=1",
+        "cam.scales=[1.0]", "ir_label.workers=1",
+        "irn.backbone=resnet10t", "irn.pretrained=none", "irn.crop_size=48", "irn.path_radius=4",
+        "irn.batch_size=8", "irn.epochs=1", "irn.exp_times=4",
+        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
+        "seg.crop_size=48", "seg.batch_size=8", "seg.epochs=1", "seg.num_workers=0",
+        "seg.scales=[1.0]", "seg.flip=false",
+    ]
+
+
+def test_plan_runs_cam_stages_of_both_runs_before_downstream(tmp_path):
+    over = ["data.root=x", f"run_root={tmp_path}", "name=b"]
+    base = pipeline.load_config(PRESET, over)
+    csd = csd_config(PRESET, over, epochs=3, extra=["csd.lambda_bg=0.2"])
+    assert (csd.name, csd.csd.enabled, csd.csd.from_run) == ("b_csd", True, "b")
+    assert csd.train.init_from == str(tmp_path / "b") and csd.train.epochs == 3
+    assert csd.csd.lambda_bg == 0.2 and base.csd.enabled is False
+    assert csd_config(PRESET, over).train.epochs == base.train.epochs
+    steps = [(s.cfg.name, s.stage) for s in plan(base, csd)]
+    assert steps[:7] == [("b", "train-cam"), ("b", "make-cam"), ("b", "eval-cam"),
+                         ("b_csd", "make-csd-masks"), ("b_csd", "train-cam"),
+                         ("b_csd", "make-cam"), ("b_csd", "eval-cam")]
+    assert steps[7:] == [("b", s) for s in DOWNSTREAM] + [("b_csd", s) for s in DOWNSTREAM]
+    assert [s.stage for s in plan(base, None)] == pipeline.CAM_STAGES + DOWNSTREAM
+
+
+def test_from_to_are_checked(tmp_path):
+    steps = plan(pipeline.load_config(PRESET, [f"run_root={tmp_path}"]), None)
+    with pytest.raises(ConfigError, match="--from eval-seg comes after --to make-cam"):
+        execute(steps, "eval-seg", "make-cam")
+    with pytest.raises(ConfigError, match="--to make-masks: not a pipeline stage"):
+        execute(steps, None, "make-masks")
+    # nothing selected: nothing runs, every step reported as not selected
+    records = execute(steps[:2], "eval-cam", "eval-cam", echo=False)
+    assert [r["status"] for r in records] == ["not selected", "not selected"]
+
+
+def test_skip_rules(synth_root, tmp_path):
+    cfg = pipeline.load_config(PRESET, tiny(synth_root, tmp_path))
+    rd = RunDir.from_config(cfg)
+    assert done_reason("train-cam", cfg) is None
+    rd.checkpoint("cam").parent.mkdir(parents=True)
+    rd.checkpoint("cam").write_bytes(b"")  # empty: not a finished checkpoint
+    assert done_reason("train-cam", cfg) is None
+    rd.checkpoint("cam").write_bytes(b"x")
+    assert done_reason("train-cam", cfg) == "checkpoints/cam.pt present"
+    ids = pipeline.build_source(cfg.data, "train").ids
+    rd.cam_dir.mkdir()
+    for i in ids[:-1]:
+        (rd.cam_dir / f"{i}.npy").write_bytes(b"x")
+    assert done_reason("make-cam", cfg) is None  # one CAM missing
+    (rd.cam_dir / f"{ids[-1]}.npy").write_bytes(b"x")
+    assert done_reason("make-cam", cfg) == "every train file in cam/"
+    report = rd.report("eval_cam")
+    report.parent.mkdir()
+    report.write_text("{}")
+    os.utime(report, (1e9, 1e9))  # older than the CAMs: stale
+    assert done_reason("eval-cam", cfg) is None
+    for i in ids:
+        os.utime(rd.cam_dir / f"{i}.npy", (1e9 - 10, 1e9 - 10))
+    assert done_reason("eval-cam", cfg) == "report newer than its inputs"
+    crf = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["irn.method=crf"])
+    assert done_reason("train-irn", crf) == "not needed (irn.method=crf)"
+    [record] = execute([pipeline.Step("train-irn", crf)], echo=False)
+    assert (record["status"], record["why"]) == ("not needed", "irn.method=crf")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared CPU: one thread is faster and avoids OpenMP spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsys, one_thread):
+    over = tiny(synth_root, tmp_path)
+    first = pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, stop="eval-cam",
+                                  gallery=2, report=False)
+    status = {(r["run"], r["stage"]): r["status"] for r in first["steps"]}
+    assert all(status[("pl", s)] == "ran" for s in pipeline.CAM_STAGES)
+    assert status[("pl_csd", "make-csd-masks")] == "ran"
+    assert all(status[("pl_csd", s)] == "ran" for s in pipeline.CAM_STAGES)
+    assert {status[(r, s)] for r in ("pl", "pl_csd") for s in DOWNSTREAM} == {"not selected"}
+    # CAM stages all done, so a full run trains the downstream stages only
+    second = pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, gallery=2)
+    got = [(r["run"], r["stage"], r["status"]) for r in second["steps"]]
+    want_ran = {("pl", s) for s in DOWNSTREAM} | {("pl_csd", s) for s in DOWNSTREAM}
+    # the baseline's confident labels were already made for CSD's masks (same split)
+    want_ran.discard(("pl", "make-ir-label"))
+    assert {(r, s) for r, s, st in got if st == "ran"} == want_ran
+    # the table holds exactly the reports' numbers
+    rows = {r["key"]: r for r in second["table"]}
+    for run, col in (("pl", "baseline"), ("pl_csd", "csd")):
+        reports = RunDir(tmp_path / run).root / "reports"
+        cam = json.loads((reports / "eval_cam.json").read_text())
+        assert rows["cam_miou"][col] == cam["miou"]
+        assert rows["cam_best_miou"][col] == cam["best"]["miou"]
+        sem_seg = json.loads((reports / "eval_sem_seg.json").read_text())
+        assert rows["pseudo_miou"][col] == sem_seg["miou"]
+        assert rows["seg_miou"][col] == json.loads((reports / "eval_seg.json").read_text())["miou"]
+    seg = rows["seg_miou"]
+    assert seg["delta"] == pytest.approx(seg["csd"] - seg["baseline"])
+    assert (tmp_path / "pl" / "reports" / "pipeline.md").is_file()
+    assert second["report"] == tmp_path / "pl" / "report.html"
+    # a third run (through the CLI) skips every stage and says so
+    capsys.readouterr()
+    assert cli_main(["pipeline", "-c", PRESET, "--baseline-and-csd", "--gallery", "2", *over]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[pipeline] pl")]
+    assert len(lines) == 2 * 9 + 1 and all(" skipped (" in l for l in lines), lines
+    # a deleted report is remade, and --from/--to limit the work to that stage
+    (tmp_path / "pl_csd" / "reports" / "eval_sem_seg.json").unlink()
+    third = pipeline.execute(pipeline.plan(pipeline.load_config(PRESET, over),
+                                           csd_config(PRESET, over)),
+                             "make-sem-seg", "eval-sem-seg", echo=False)
+    assert [(r["run"], r["stage"]) for r in third if r["status"] == "ran"] == \
+        [("pl_csd", "eval-sem-seg")]
+    assert {r["status"] for r in third if r["stage"] not in ("make-sem-seg", "eval-sem-seg")} \
+        == {"not selected"}
