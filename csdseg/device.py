@@ -1,4 +1,4 @@
-"""The ``device`` setting: library code never calls ``.cuda()``; this decides instead."""
+"""The ``device`` setting decides where tensors live; library code never moves them to a GPU itself."""
 from __future__ import annotations
 
 import torch
