@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from csdseg import metrics
-from csdseg.data.source import DataError, Source
+from csdseg.data.source import DataError, Source, read_index_png
 
 Report = dict[str, Any]
 
@@ -196,14 +195,7 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
 
 def read_label_png(path: Path) -> np.ndarray:
     """A label PNG (palette or L mode) -> int64 [H, W] of class indices."""
-    try:
-        with Image.open(path) as image:
-            labels = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"prediction {path} is not a readable PNG ({exc})") from None
-    if labels.ndim != 2:
-        raise DataError(f"prediction {path} must be a palette or L-mode PNG, got shape {labels.shape}")
-    return labels.astype(np.int64)
+    return read_index_png(path, "prediction").astype(np.int64)
 
 
 def evaluate_labels(source: Source, ids: list[str],

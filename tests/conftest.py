@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from csdseg.config import Config, load_config
 
@@ -24,3 +25,12 @@ def tiny_config(root: Path, run_root: Path, *overrides: str) -> Config:
         "train.crop_size=64", "train.resize_long=[48,80]", "train.batch_size=8",
         "train.epochs=1", "cam.scales=[1.0,0.5]", *overrides,
     ])
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared CPU: one thread is faster and avoids OpenMP spinning."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from csdseg.cli import main as cli_main
 from csdseg.config import ConfigError
@@ -88,14 +87,6 @@ def test_skip_rules(synth_root, tmp_path):
     [record] = execute([pipeline.Step("train-irn", crf)], echo=False)
     assert (record["status"], record["why"]) == ("not needed", "irn.method=crf")
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny models on a shared CPU: one thread is faster and avoids OpenMP spinning."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -177,14 +177,6 @@ def test_crf_moves_a_blurred_boundary_to_the_image_edge():
 
 # --- end to end ---------------------------------------------------------------------------
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.slow
 def test_tiny_deeplab_learns_the_shapes(shapes, tmp_path, one_thread):

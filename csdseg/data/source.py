@@ -39,17 +39,23 @@ def read_image(path: Path) -> np.ndarray:
                         "or set data.skip_bad_images=true to leave it out") from None
 
 
+def read_index_png(path: Path, what: str = "mask") -> np.ndarray:
+    """A palette or L-mode PNG of class indices -> its [H, W] array (``what`` names it in errors)."""
+    try:
+        with Image.open(path) as image:
+            labels = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{what} {path} is corrupt or not a PNG ({exc})") from None
+    if labels.ndim != 2:
+        raise DataError(f"{what} {path} must be a single-channel (palette or L) PNG, got shape {labels.shape}")
+    return labels
+
+
 def read_mask(path: Path, num_classes: int) -> np.ndarray:
     """Read a label PNG as uint8 [H, W]: 0 = background, 1..K classes, 255 = void."""
     if not path.is_file():
         raise DataError(f"mask {path} does not exist; check data.mask_dir")
-    try:
-        with Image.open(path) as image:
-            mask = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"mask {path} is corrupt ({exc})") from None
-    if mask.ndim != 2:
-        raise DataError(f"mask {path} must be a single-channel (palette or L) PNG, got shape {mask.shape}")
+    mask = read_index_png(path, "mask")
     bad = (mask > num_classes) & (mask != IGNORE_INDEX)
     if bad.any():
         raise DataError(
