@@ -10,7 +10,8 @@ mIoU of its confident labels (two dense CRFs, scored on the confident pixels onl
 Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
 ``<out>/results_s<seed>.json`` and prints a markdown table (mean +- std over seeds) last.
 
-Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
+Usage: python bench/csd_experiment.py --out runs/csd_exp [key=value ...] --seeds 0 1 2
+       (``--preset configs/synthetic_mct.yaml --extra-lr 1e-4``: the same on MCTformer)
 """
 from __future__ import annotations
 
@@ -70,17 +71,18 @@ def evaluate(cfg: Config) -> dict:
 
 def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict:
     common = [f"data.root={root}", f"run_root={out}", f"seed={seed}", *args.overrides]
-    base = load_config(PRESET, [*common, f"name=base_s{seed}", f"train.epochs={args.epochs}"])
+    preset = Path(args.preset)
+    base = load_config(preset, [*common, f"name=base_s{seed}", f"train.epochs={args.epochs}"])
     if not (base.run_dir / "checkpoints" / "cam.pt").is_file():
         train_cam.run(base)
     results = {"base": evaluate(base)}
-    masks = load_config(PRESET, [*common, f"name=base_s{seed}", f"csd.from_run=base_s{seed}"])
+    masks = load_config(preset, [*common, f"name=base_s{seed}", f"csd.from_run=base_s{seed}"])
     results["masks"] = make_csd_masks.run(masks)
     warm = [f"train.init_from={base.run_dir}", f"train.epochs={args.extra_epochs}",
             f"optim.lr={args.extra_lr}"]
     for name, extra in (("csd", ["csd.enabled=true", f"csd.from_run=base_s{seed}"]),
                         ("ctl", [])):
-        cfg = load_config(PRESET, [*common, f"name={name}_s{seed}", *warm, *extra])
+        cfg = load_config(preset, [*common, f"name={name}_s{seed}", *warm, *extra])
         if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
             train_cam.run(cfg)
         results[name] = evaluate(cfg)
@@ -120,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/csd_experiment")
+    parser.add_argument("--preset", default=str(PRESET), help="the baseline's config file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--n-val", type=int, default=250)

@@ -164,6 +164,8 @@ class IrnConfig:
     # Deviation for from-scratch runs (synthetic presets): start IRN's frozen backbone from this
     # run's CAM classifier (same architecture) instead of ImageNet weights.
     backbone_from_cam: bool = False
+    # Deviation for from-scratch runs: the backbone learns with the branches (IRN freezes it).
+    train_backbone: bool = False
 
 
 @dataclass

@@ -156,3 +156,17 @@ def test_train_irn_make_and_eval_sem_seg(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["eval-sem-seg", *args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] > 0.8  # perfect CAMs stay near-perfect
+
+
+def test_train_backbone_option_lets_the_backbone_learn() -> None:
+    """irn.train_backbone (from-scratch deviation): gradients reach the backbone and its batch
+    norms use batch statistics in training; the default keeps IRN's frozen backbone."""
+    torch.manual_seed(0)
+    net = IRNet("resnet10t", "none", train_backbone=True).train()
+    assert net.backbone.training and all(p.requires_grad for p in net.backbone.parameters())
+    edge, dp = net(torch.randn(2, 3, 48, 48))
+    (edge.sum() + dp.sum()).backward()
+    assert all(p.grad is not None for p in net.backbone.parameters())
+    assert len(net.param_groups(1e-4)) == 3
+    frozen = IRNet("resnet10t", "none").train()
+    assert not frozen.backbone.training and len(frozen.param_groups(1e-4)) == 2

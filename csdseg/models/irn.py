@@ -45,8 +45,12 @@ class MeanShift(nn.BatchNorm2d):
 class IRNet(nn.Module):
     feature_stride = 4
 
-    def __init__(self, backbone: str = "resnet50.tv_in1k", pretrained: str = "none") -> None:
+    def __init__(self, backbone: str = "resnet50.tv_in1k", pretrained: str = "none",
+                 train_backbone: bool = False) -> None:
         super().__init__()
+        # IRN freezes an ImageNet backbone; a backbone trained from scratch on a classification
+        # task has weak low-level edges, so from-scratch presets may let it learn (deviation).
+        self.train_backbone = train_backbone
         if backbone not in BACKBONES:
             raise ValueError(f"irn.backbone '{backbone}' is not one of: {', '.join(BACKBONES)}")
         net = create_timm_model(backbone, pretrained, num_classes=0, global_pool="")
@@ -56,7 +60,7 @@ class IRNet(nn.Module):
             net.layer1, net.layer2, net.layer3, net.layer4,
         ])
         for p in self.backbone.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(train_backbone)
         ch = self._channels()
         self.edge_layers = nn.ModuleList([
             _branch(ch[0], 32, 4), _branch(ch[1], 32, 4), _branch(ch[2], 32, 4, up=2),
@@ -98,13 +102,14 @@ class IRNet(nn.Module):
 
     def train(self, mode: bool = True) -> "IRNet":
         super().train(mode)
-        self.backbone.eval()  # frozen: batch norms keep their ImageNet statistics
+        if not self.train_backbone:
+            self.backbone.eval()  # frozen: batch norms keep their ImageNet statistics
         return self
 
     def backbone_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Five levels at strides 4, 4, 8, 16, 16, without gradients (the backbone is frozen)."""
+        """Five levels at strides 4, 4, 8, 16, 16; without gradients unless ``train_backbone``."""
         feats = []
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             for stage in self.backbone:
                 x = stage(x)
                 feats.append(x)
@@ -126,8 +131,11 @@ class IRNet(nn.Module):
         return edge, dp
 
     def param_groups(self, weight_decay: float, dp_lr_mult: float = 10.0) -> list[dict]:
-        """IRN: the boundary branch at the base lr, the displacement branch at 10x."""
-        return [
+        """IRN: the boundary branch at the base lr, the displacement branch at 10x (and a
+        learning backbone, if any, at the base lr)."""
+        backbone = [{"params": list(self.backbone.parameters()), "lr_mult": 1.0,
+                     "weight_decay": weight_decay}] if self.train_backbone else []
+        return backbone + [
             {"params": list(self.edge_layers.parameters()), "lr_mult": 1.0,
              "weight_decay": weight_decay},
             {"params": list(self.dp_layers.parameters()), "lr_mult": dp_lr_mult,
@@ -142,5 +150,6 @@ class IRNet(nn.Module):
         return torch.sigmoid(edge[0, 0] / 2 + edge[1, 0].flip(-1) / 2)
 
 
-def irnet(backbone: str = "resnet50.tv_in1k", pretrained: str = "none") -> IRNet:
-    return IRNet(backbone, pretrained)
+def irnet(backbone: str = "resnet50.tv_in1k", pretrained: str = "none",
+          train_backbone: bool = False) -> IRNet:
+    return IRNet(backbone, pretrained, train_backbone)

@@ -103,7 +103,7 @@ def run(cfg: Config) -> dict:
     dataset = AffinityDataset(source, label_dir, c.crop_size, (c.rescale[0], c.rescale[1]),
                               c.hflip, cfg.seed, index)
     torch.manual_seed(cfg.seed)
-    model = IRNet(c.backbone, c.pretrained)
+    model = IRNet(c.backbone, c.pretrained, c.train_backbone)
     if c.backbone_from_cam:  # from-scratch runs: the CAM classifier's features, not ImageNet's
         cam_ckpt = run_dir.require(run_dir.checkpoint("cam"), made_by="train-cam")
         try:
