@@ -56,7 +56,7 @@ def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
 
 def summarise(out: Path, seeds: list[int]) -> str:
     rows = [("CAM mIoU @0.15, train (csd_experiment)", "cam_train"),
-            ("pseudo-mask mIoU (random walk), train", "pseudo_train"),
+            ("pseudo-mask mIoU (make-sem-seg: IRN walk or CAM + CRF), train", "pseudo_train"),
             ("pseudo-masks: bg labelled fg, preferred context", "pseudo_ctx"),
             ("DeepLab val mIoU, no CRF", "seg_val"),
             ("DeepLab val mIoU, + dense CRF", "seg_val_crf")]
