@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csd_experiment import PRESET, evaluate  # bench/ is the working directory's sibling
 from csdseg.config import load_config
 from csdseg.stages import train_cam
@@ -25,8 +26,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--extra-epochs", type=int, default=4)
     parser.add_argument("--extra-lr", type=float, default=0.01)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parse_args(parser)  # key=value overrides anywhere on the line
     out, seed = Path(args.out), args.seed
     base = out / f"base_s{seed}"
     if not (base / "checkpoints" / "cam.pt").is_file():

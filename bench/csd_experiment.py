@@ -10,7 +10,7 @@ mIoU of its confident labels (two dense CRFs, scored on the confident pixels onl
 Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
 ``<out>/results_s<seed>.json`` and prints a markdown table (mean +- std over seeds) last.
 
-Usage: python bench/csd_experiment.py --out runs/csd_exp [key=value ...] --seeds 0 1 2
+Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
        (``--preset configs/synthetic_mct.yaml --extra-lr 1e-4``: the same on MCTformer)
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
 from csdseg.data.synthetic import generate
@@ -64,6 +65,11 @@ def evaluate(cfg: Config) -> dict:
             "ctx_matched": ctx.get("matched"), "ctx_other": ctx.get("other"),
             "ctx_ratio": ctx.get("ratio"),
             "coupled": {k: report["per_class"][k] for k in COUPLED},
+            # the paper's premise (docs/method.md): single- vs multi-label images, co-occurrence
+            "single_miou": report.get("single_miou"), "multi_miou": report.get("multi_miou"),
+            "gap": report.get("single_multi_gap"),
+            "cooc": (report.get("cooccurrence") or {}).get("mean"),
+            "cooc_worst": (report.get("cooccurrence") or {}).get("worst"),
         }
     out["confident"] = confident_label_miou(cfg)
     return out
@@ -89,32 +95,56 @@ def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict
     return results
 
 
-def summarise(per_seed: dict[int, dict]) -> str:
-    def stat(path: list[str], run: str) -> str:
-        values = []
-        for res in per_seed.values():
-            v = res[run]
-            for key in path:
-                v = v[key]
-            values.append(100 * v if "ratio" not in path[-1] else v)
-        mean = statistics.mean(values)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{mean:.2f} ± {std:.2f}" if "ratio" in path[-1] else f"{mean:.1f} ± {std:.1f}"
+ROWS = [("CAM mIoU @0.15, train", ["train", "miou"]),
+        ("CAM mIoU best threshold, train", ["train", "best_miou"]),
+        ("CAM mIoU @0.15, val", ["val", "miou"]),
+        ("CAM mIoU best threshold, val", ["val", "best_miou"]),
+        ("single-label images mIoU @0.15, train", ["train", "single_miou"]),
+        ("multi-label images mIoU @0.15, train", ["train", "multi_miou"]),
+        ("single - multi gap, train (lower: CSD's aim)", ["train", "gap"]),
+        ("co-occurrence confusion, train (lower is better)", ["train", "cooc"]),
+        ("co-occurrence confusion, val", ["val", "cooc"]),
+        ("confident-label mIoU, train", ["confident", "miou"]),
+        ("confident-label coverage, train", ["confident", "coverage"]),
+        ("bg labelled fg, preferred context (train)", ["train", "ctx_matched"]),
+        ("bg labelled fg, other context (train)", ["train", "ctx_other"]),
+        ("over-activation ratio (train)", ["train", "ctx_ratio"])]
+ROWS += [(f"IoU {k} @0.15, train", ["train", "coupled", k]) for k in COUPLED]
 
-    rows = [("CAM mIoU @0.15, train", ["train", "miou"]),
-            ("CAM mIoU best threshold, train", ["train", "best_miou"]),
-            ("CAM mIoU @0.15, val", ["val", "miou"]),
-            ("CAM mIoU best threshold, val", ["val", "best_miou"]),
-            ("confident-label mIoU, train", ["confident", "miou"]),
-            ("confident-label coverage, train", ["confident", "coverage"]),
-            ("bg labelled fg, preferred context (train)", ["train", "ctx_matched"]),
-            ("bg labelled fg, other context (train)", ["train", "ctx_other"]),
-            ("over-activation ratio (train)", ["train", "ctx_ratio"])]
-    rows += [(f"IoU {k} @0.15, train", ["train", "coupled", k]) for k in COUPLED]
-    lines = [f"| metric ({len(per_seed)} seeds, mean ± std) | baseline | control (+extra) | CSD (+extra) |",
-             "|---|---|---|---|"]
-    for label, path in rows:
-        lines.append(f"| {label} | {stat(path, 'base')} | {stat(path, 'ctl')} | {stat(path, 'csd')} |")
+
+def value(res: dict, run: str, path: list[str]) -> float | None:
+    v = res[run]
+    for key in path:
+        if v is None or key not in v:
+            return None
+        v = v[key]
+    return None if v is None else (v if "ratio" in path[-1] else 100 * v)
+
+
+def mean_std(values: list[float], ratio: bool) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    fmt = ".2f" if ratio else ".1f"
+    return f"{statistics.mean(values):{fmt}} ± {std:{fmt}}"
+
+
+def summarise(per_seed: dict[int, dict]) -> str:
+    """baseline / control / CSD (mean ± std over seeds) and CSD - control, paired by seed:
+    its mean ± its std over seeds, the seed noise every delta is read against."""
+    lines = [f"| metric ({len(per_seed)} seeds, mean ± std) | baseline | control (+extra) "
+             "| CSD (+extra) | CSD - control (paired) |", "|---|---|---|---|---|"]
+    for label, path in ROWS:
+        ratio = "ratio" in path[-1]
+        cols = {run: [v for res in per_seed.values() if (v := value(res, run, path)) is not None]
+                for run in ("base", "ctl", "csd")}
+        diffs = [value(r, "csd", path) - value(r, "ctl", path) for r in per_seed.values()
+                 if value(r, "csd", path) is not None and value(r, "ctl", path) is not None]
+        if not any(cols.values()):
+            continue
+        delta = mean_std(diffs, ratio)
+        lines.append(f"| {label} | {mean_std(cols['base'], ratio)} | {mean_std(cols['ctl'], ratio)}"
+                     f" | {mean_std(cols['csd'], ratio)} | {'+' if delta[0] != '-' else ''}{delta} |")
     return "\n".join(lines)
 
 
@@ -131,12 +161,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--extra-epochs", type=int, default=4)
     parser.add_argument("--extra-lr", type=float, default=0.01)
-    parser.add_argument("overrides", nargs="*", help="config overrides for every run")
-    args = parser.parse_args()
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="redo the evaluation of finished runs (training is skipped)")
+    args = parse_args(parser)  # key=value overrides anywhere on the line
     out = Path(args.out)
     root = generate(out / "data", args.n_train, args.n_val, args.size, args.data_seed)
     start = time.time()
     per_seed = {}
+    if args.reevaluate:  # new metrics on finished runs: only the evaluation is redone
+        for seed in args.seeds:
+            (out / f"results_s{seed}.json").unlink(missing_ok=True)
     for seed in args.seeds:  # one file per seed, so seeds can run in parallel processes
         path = out / f"results_s{seed}.json"
         if not path.is_file():

@@ -21,6 +21,7 @@ from csdseg.config import CsdConfig
 from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.dataset import CSDDataset, csd_collate
 from csdseg.csd.trainer import CSDStep
+from csdseg.data.augment import ResizeLongCrop
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.models import build_model
@@ -59,7 +60,7 @@ class MemorySource(Source):
 
 
 def build_dataset(source: MemorySource, crop: int, resize_long: tuple[int, int]):
-    base = ClassificationDataset(source, crop, resize_long, True, seed=0)
+    base = ClassificationDataset(source, ResizeLongCrop(crop, resize_long, True), seed=0)
     sampler = CooccurrenceSampler(source.labels, np.ones(len(source), bool), 0.1)
     return base, CSDDataset(base, source, sampler)
 

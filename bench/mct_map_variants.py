@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize
@@ -52,8 +53,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--n", type=int, default=150)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parse_args(parser)  # key=value overrides anywhere on the line
     cfg = load_config(args.config, args.overrides)
     source = build_source(cfg.data, cfg.data.infer_split)
     model = load_cam_model(cfg, source.num_classes, torch.device("cpu"))

@@ -1,8 +1,9 @@
 """Stages 2 and 3 on the CSD experiment's runs: pseudo-masks and DeepLab, baseline vs CSD.
 
 Builds on ``bench/csd_experiment.py`` (run it first with the same ``--out``): for each seed and
-each of its classifiers (``base_s<seed>``, the IRN-style baseline, and ``csd_s<seed>``, the same
-network after the CSD fine-tuning), with the synthetic preset's settings:
+each of its classifiers (``base_s<seed>``, the IRN-style baseline, ``csd_s<seed>``, the same
+network after the CSD fine-tuning, and ``ctl_s<seed>``, its control: the same fine-tuning with
+CSD off), with the synthetic preset's settings:
 
   make-ir-label -> train-irn -> make-sem-seg (random walk) -> eval-sem-seg (train)
   -> train-seg (DeepLab on the pseudo-masks) -> eval-seg on val, without and with the dense CRF.
@@ -15,7 +16,7 @@ Stages whose outputs exist are skipped, so a killed experiment resumes; each (se
 (``--seeds 0 --runs base`` in one, ``--seeds 0 --runs csd`` in another). Prints a markdown table
 (mean +- std over the seeds found) last, next to the CAM mIoU from ``results_s<seed>.json``.
 
-Usage: python bench/seg_experiment.py --out runs/csd_exp [key=value ...] --seeds 0 1 2
+Usage: python bench/seg_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
 """
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import Config, load_config
 from csdseg.stages import (eval_seg, eval_sem_seg, make_ir_label, make_sem_seg, train_irn,
                            train_seg)
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml"
-RUNS = ("base", "csd")
+RUNS = ("base", "ctl", "csd")  # ctl: the same warm start and epochs as csd, CSD off
 
 
 def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
@@ -42,7 +44,9 @@ def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
     make_sem_seg.run(cfg)
     pseudo = eval_sem_seg.evaluate(cfg, progress=False)
     out = {"pseudo_train": pseudo["miou"],
-           "pseudo_ctx": (pseudo.get("context") or {}).get("matched")}
+           "pseudo_ctx": (pseudo.get("context") or {}).get("matched"),
+           "pseudo_gap": pseudo.get("single_multi_gap"),
+           "pseudo_cooc": (pseudo.get("cooccurrence") or {}).get("mean")}
     if not seg:
         return out
     if not (cfg.run_dir / "checkpoints" / "seg.pt").is_file():
@@ -51,6 +55,8 @@ def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
         c = dataclasses.replace(cfg, seg=dataclasses.replace(cfg.seg, crf=crf))
         report = eval_seg.evaluate(c, progress=False)
         out["seg_val_crf" if crf else "seg_val"] = report["miou"]
+        if not crf:
+            out["seg_val_cooc"] = (report.get("cooccurrence") or {}).get("mean")
     return out
 
 
@@ -58,8 +64,11 @@ def summarise(out: Path, seeds: list[int]) -> str:
     rows = [("CAM mIoU @0.15, train (csd_experiment)", "cam_train"),
             ("pseudo-mask mIoU (make-sem-seg: IRN walk or CAM + CRF), train", "pseudo_train"),
             ("pseudo-masks: bg labelled fg, preferred context", "pseudo_ctx"),
+            ("pseudo-masks: single - multi-label mIoU gap", "pseudo_gap"),
+            ("pseudo-masks: co-occurrence confusion", "pseudo_cooc"),
             ("DeepLab val mIoU, no CRF", "seg_val"),
-            ("DeepLab val mIoU, + dense CRF", "seg_val_crf")]
+            ("DeepLab val mIoU, + dense CRF", "seg_val_crf"),
+            ("DeepLab val: co-occurrence confusion, no CRF", "seg_val_cooc")]
     table: dict[str, dict[str, list[float]]] = {r: {k: [] for _, k in rows} for r in RUNS}
     found = []
     for seed in seeds:
@@ -73,16 +82,22 @@ def summarise(out: Path, seeds: list[int]) -> str:
             res = json.loads(f.read_text())
             res["cam_train"] = cam[r]["train"]["miou"]
             for _, key in rows:
-                if key in res:
+                if res.get(key) is not None:
                     table[r][key].append(100 * res[key])
 
     def stat(values: list[float]) -> str:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.1f} ± {std:.1f}" if values else "-"
 
-    lines = [f"| metric (seeds {found}, mean ± std) | baseline | CSD |", "|---|---|---|"]
-    lines += [f"| {label} | {stat(table['base'][k])} | {stat(table['csd'][k])} |"
-              for label, k in rows if table["base"][k] or table["csd"][k]]
+    lines = [f"| metric (seeds {found}, mean ± std) | baseline | control | CSD "
+             "| CSD - control (paired) |", "|---|---|---|---|---|"]
+    for label, k in rows:
+        if not any(table[r][k] for r in RUNS):
+            continue
+        pairs = list(zip(table["csd"][k], table["ctl"][k]))
+        delta = stat([a - b for a, b in pairs]) if len(pairs) == len(found) else "-"
+        lines.append(f"| {label} | {stat(table['base'][k])} | {stat(table['ctl'][k])} | "
+                     f"{stat(table['csd'][k])} | {'+' if delta[0] != '-' else ''}{delta} |")
     return "\n".join(lines)
 
 
@@ -94,8 +109,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     parser.add_argument("--preset", default=str(PRESET), help="the config file of the runs")
     parser.add_argument("--no-seg", action="store_true", help="stop after the pseudo-masks")
-    parser.add_argument("overrides", nargs="*", help="config overrides for every run")
-    args = parser.parse_args()
+    args = parse_args(parser)  # key=value overrides anywhere on the line
     out = Path(args.out)
     if not (out / "data").is_dir():
         raise SystemExit(f"{out}/data is missing: run bench/csd_experiment.py --out {out} first")

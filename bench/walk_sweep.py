@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 import torch
 
+from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize
@@ -42,8 +43,7 @@ def main() -> None:
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--exp-times", type=int, nargs="+", default=[2, 3, 4, 6, 8])
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parse_args(parser)  # key=value overrides anywhere on the line
     cfg = load_config(args.config, args.overrides)
     c, run = cfg.irn, RunDir.from_config(cfg)
     model = IRNet(c.backbone, "none", c.train_backbone)

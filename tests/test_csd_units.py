@@ -9,9 +9,10 @@ from csdseg.config import CsdConfig
 from csdseg.csd.consistency import (cell_log_probs, cell_mask, dead_share, masked_kl,
                                     normalize_maps)
 from csdseg.csd.cooccurrence import CooccurrenceSampler, cooccurrence_counts, transition
-from csdseg.csd.dataset import CSDDataset, csd_collate
+from csdseg.csd.dataset import CSD_STREAM, CSDDataset, csd_collate
 from csdseg.csd.paste import bg_paste_mask, paste_bg, paste_fg
 from csdseg.csd.trainer import CSDStep
+from csdseg.data.augment import RandomResizedCrop, ResizeLongCrop
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.data.transforms import sample_rng
@@ -153,14 +154,38 @@ class ArrayMasks:
         return image_id
 
 
-def _dataset(apply_to: str = "multi", crop: int = 32, hflip: bool = True) -> CSDDataset:
+def _dataset(apply_to: str = "multi", crop: int = 32, hflip: bool = True,
+             recipe: str = "irn") -> CSDDataset:
     source = ArraySource(LABELS)
-    base = ClassificationDataset(source, crop, (64, 64), hflip, seed=3)
+    augment = (ResizeLongCrop(crop, (64, 64), hflip) if recipe == "irn"
+               else RandomResizedCrop(crop, hflip))
+    base = ClassificationDataset(source, augment, seed=3)
     sampler = CooccurrenceSampler(LABELS, np.ones(len(LABELS), bool), 0.1)
     return CSDDataset(base, ArrayMasks(source), sampler, apply_to)
 
 
-def test_dataset_reproducible_and_xm_is_the_baseline_crop():
+@pytest.mark.parametrize("recipe", ["irn", "mct"])
+def test_xm_is_the_baseline_sample_and_xs_takes_the_same_recipe(recipe):
+    """The control and the CSD run see the same X_m: for either recipe, CSD's X_m is bit for
+    bit the baseline dataset's sample for the same (seed, epoch, index), and X_s is the source
+    image through the same recipe (not IRN's crop when the baseline uses DeiT's)."""
+    data = _dataset(recipe=recipe)
+    for epoch, index in ((2, 0), (0, 6), (5, 7)):
+        item = data[(epoch, index)]
+        baseline = data.base[(epoch, index)]
+        assert torch.equal(item["img"], baseline["img"]) and item["img"].dtype == torch.float32
+        rng = np.random.default_rng([3, epoch, index, CSD_STREAM])
+        c, j = data.draw(index, rng)
+        assert int(item["csd"]["source_index"]) == j and int(item["csd"]["cls"]) == c
+        img_s = data.source.load_image(f"im{j}")
+        expected_s, (lab_s,) = data.base.augment(img_s, rng, (data.masks.load(f"im{j}"),))
+        assert torch.equal(item["csd"]["x_s"], torch.from_numpy(expected_s))
+        assert torch.equal(item["csd"]["m_fg"], torch.from_numpy((lab_s > 0) & (lab_s < 255)))
+    other = _dataset(recipe="mct" if recipe == "irn" else "irn")
+    assert not torch.equal(other[(2, 0)]["img"], data[(2, 0)]["img"])  # the recipe matters
+
+
+def test_dataset_reproducible_and_pastes():
     data = _dataset()
     a, b = data[(2, 0)], data[(2, 0)]
     for k in ("x_s", "x_fg", "x_bg", "m_fg", "m_bg", "cls"):
@@ -230,17 +255,3 @@ def test_terms_vanish_for_identical_maps_and_respect_options():
     # uncovered cells contribute nothing
     none = dict(batch, m_fg=torch.zeros(M, 32, 32, dtype=torch.bool))
     assert float(CSDStep(CsdConfig()).terms(torch.randn(M, K, 2, 2), t, t, none, labels_m)[0]) == 0
-
-
-def test_fast_augment_equals_the_baseline_bit_for_bit():
-    from csdseg.csd.dataset import augment
-
-    rng = np.random.default_rng(5)
-    img = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
-    label = rng.integers(0, 4, (37, 53), dtype=np.uint8)
-    for crop, resize in ((32, (40, 70)), (96, (40, 60))):  # crop inside, and padding
-        base = ClassificationDataset(ArraySource(LABELS), crop, resize, True)
-        for seed in range(4):
-            ref, (ref_label,) = base.augment(img, np.random.default_rng(seed), (label,))
-            x, lab = augment(base, img, label, np.random.default_rng(seed))
-            assert np.array_equal(x, ref) and np.array_equal(lab, ref_label)

@@ -1,8 +1,9 @@
 """CSD's training samples: X_m plus, for samples that get views, X_s and the two pasted images.
 
-Each item is a pure function of (seed, epoch, index): X_m is augmented with exactly the
-generator the baseline uses (so its crop equals the baseline's), the draw of X_s and X_s's own
-augmentation use a second generator seeded from the same triple.
+Each item is a pure function of (seed, epoch, index): X_m goes through the baseline dataset's
+own recipe object with the baseline's generator (so it is the baseline's sample, bit for bit,
+for either recipe), and the draw of X_s and X_s's augmentation -- the same recipe -- use a
+second generator seeded from the same triple.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste_bg, paste_fg, random_placement
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import DataError
-from csdseg.data.transforms import normalize, random_crop, random_hflip, random_resize_long, sample_rng
+from csdseg.data.transforms import sample_rng
 
 CSD_STREAM = 0xC5D  # extra seed word: the CSD draws never reuse the augmentation stream
 
@@ -42,31 +43,6 @@ class MaskStore:
             raise DataError(f"mask {self.path(image_id)} must be a single-channel label PNG "
                             f"(0 bg, 1..K, 255 uncertain), got shape {mask.shape}")
         return mask.astype(np.uint8)
-
-
-def augment(base: ClassificationDataset, img: np.ndarray, label: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``base.augment(img, rng, (label,))``, bit for bit, at a fraction of the cost.
-
-    Normalising is per pixel, so cropping the uint8 image first (tracking the padding) and
-    normalising the crop through a 256-entry table gives the baseline's array exactly. CSD
-    augments two images per sample, which is why this matters (bench/csd_overhead.py).
-    """
-    img, (label,) = random_resize_long(img, *base.resize_long, rng, (label,))
-    if base.hflip:
-        img, (label,) = random_hflip(img, rng, (label,))
-    valid = np.ones(img.shape[:2], np.uint8)
-    chw = img.transpose(2, 0, 1)
-    crop, label, valid = random_crop([chw, label, valid], base.crop_size, [0, 255, 0], rng)
-    x = np.empty(crop.shape, np.float32)
-    for c in range(3):  # a table lookup: the same float32 values normalize() computes
-        np.take(_NORM_LUT[c], crop[c], out=x[c])
-    x[:, valid == 0] = 0.0  # the baseline pads the normalised image with 0
-    return x, label
-
-
-# [3, 256]: normalize() of every uint8 value, per channel
-_NORM_LUT = normalize(np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (1, 1, 3)))[:, 0]
 
 
 class CSDDataset(Dataset):
@@ -109,7 +85,7 @@ class CSDDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
         img, mask = self._load(index)
-        x_m, lab_m = augment(self.base, img, mask, sample_rng(self.base.seed, epoch, index))
+        x_m, (lab_m,) = self.base.augment(img, sample_rng(self.base.seed, epoch, index), (mask,))
         label = self.source.labels[index]
         item = {"img": torch.from_numpy(x_m), "label": torch.from_numpy(label),
                 "index": torch.tensor(index), "epoch": torch.tensor(epoch), "csd": None,
@@ -122,7 +98,7 @@ class CSDDataset(Dataset):
             return item
         c, j = drawn
         img_s, mask_s = self._load(j)
-        x_s, lab_s = augment(self.base, img_s, mask_s, rng)
+        x_s, (lab_s,) = self.base.augment(img_s, rng, (mask_s,))  # the same recipe as X_m
         if self.fg_paste == "random":
             x_s, lab_s = random_placement(x_s, lab_s, rng)
         fg_s, _ = masks_from_labels(lab_s)

@@ -5,43 +5,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from csdseg.data.augment import Augment
 from csdseg.data.source import Source
-from csdseg.data.transforms import (normalize, random_crop, random_hflip, random_resize_long,
-                                    random_resized_crop, rescale, sample_rng)
+from csdseg.data.transforms import normalize, rescale, sample_rng
 
 
 class ClassificationDataset(Dataset):
-    """CAM training input. ``irn``: resize-long, flip, normalise, random crop (pad with 0);
-    ``mct``: DeiT's random-resized crop and flip (MCTformer without RandAugment/erasing).
+    """CAM training input: each image through one augmentation recipe (csdseg.data.augment).
 
     Indexed by ``(epoch, index)`` keys (see csdseg.engine.loop) so that a sample's augmentation
-    is reproducible. Returns ``img`` [3, crop, crop], ``label`` [K], ``index``.
+    is reproducible. Returns ``img`` [3, crop, crop], ``label`` [K], ``index``. CSD's dataset
+    wraps this one and reuses its ``augment`` object, so X_m is this dataset's sample.
     """
 
-    def __init__(self, source: Source, crop_size: int, resize_long: tuple[int, int],
-                 hflip: bool = True, seed: int = 0, augment: str = "irn") -> None:
-        if augment not in ("irn", "mct"):
-            raise ValueError(f"train.augment must be irn or mct, got '{augment}'")
-        self.source, self.crop_size, self.resize_long = source, crop_size, tuple(resize_long)
-        self.hflip, self.seed, self.augment_name = hflip, seed, augment
+    def __init__(self, source: Source, augment: Augment, seed: int = 0) -> None:
+        self.source, self.augment, self.seed = source, augment, seed
+        self.crop_size = augment.crop_size
 
     def __len__(self) -> int:
         return len(self.source)
-
-    def augment(self, img: np.ndarray, rng: np.random.Generator,
-                masks: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """The geometric pipeline applied to an image and any masks that go with it."""
-        if self.augment_name == "mct":  # DeiT's random-resized crop, then flip
-            img, masks = random_resized_crop(img, self.crop_size, rng, masks)
-            if self.hflip:
-                img, masks = random_hflip(img, rng, masks)
-            return normalize(img), tuple(np.ascontiguousarray(m) for m in masks)
-        img, masks = random_resize_long(img, *self.resize_long, rng, masks)
-        if self.hflip:
-            img, masks = random_hflip(img, rng, masks)
-        x = normalize(img)
-        cropped = random_crop([x, *masks], self.crop_size, [0.0] + [255] * len(masks), rng)
-        return cropped[0], tuple(cropped[1:])
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key

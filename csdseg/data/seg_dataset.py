@@ -2,8 +2,9 @@
 
 Pseudo-masks are label PNGs (palette or L mode: 0 = background, 1..K classes, 255 = ignored),
 one per training id, named ``<id>.png`` in one folder (by default the run's ``sem_seg/``).
-Augmentation follows DeepLab's VOC recipe: a random scale in [0.5, 1.5], a horizontal flip,
-and a random crop padded with the mean colour (image) and 255 (mask).
+Augmentation follows DeepLab's VOC recipe (csdseg.data.augment.ScaleCrop): a random scale in
+[0.5, 1.5], a horizontal flip, and a random crop padded with the mean colour (0 once
+normalised; image) and 255 (mask).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from csdseg.data.source import DataError, Source, read_mask
-from csdseg.data.transforms import (IGNORE_INDEX, normalize, random_crop, random_hflip,
-                                    random_scale, sample_rng)
+from csdseg.data.augment import ScaleCrop
+from csdseg.data.transforms import sample_rng
 
 
 def check_pseudo_masks(mask_dir: Path, ids: list[str], made_by: str = "make-sem-seg") -> None:
@@ -42,7 +43,8 @@ class SegTrainDataset(Dataset):
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi, got {scale_range}")
         self.source, self.ids, self.mask_dir = source, list(ids), Path(mask_dir)
-        self.crop_size, self.scale_range, self.hflip, self.seed = crop_size, (lo, hi), hflip, seed
+        self.crop_size, self.seed = crop_size, seed
+        self.augment = ScaleCrop(crop_size, (lo, hi), hflip)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,8 +64,5 @@ class SegTrainDataset(Dataset):
         epoch, index = key
         rng = sample_rng(self.seed, epoch, index)
         img, mask = self.load_pair(self.ids[index])
-        img, (mask,) = random_scale(img, *self.scale_range, rng, masks=(mask,))
-        if self.hflip:
-            img, (mask,) = random_hflip(img, rng, masks=(mask,))
-        x, y = random_crop([normalize(img), mask], self.crop_size, [0.0, IGNORE_INDEX], rng)
+        x, (y,) = self.augment(img, rng, (mask,))
         return {"img": torch.from_numpy(x), "mask": torch.from_numpy(y.astype(np.int64))}

@@ -18,6 +18,7 @@ from PIL import Image
 from csdseg.cli import add_config_arguments, config_from_args
 from csdseg.config import Config
 from csdseg.data import build_source
+from csdseg.data.augment import cam_augment
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.transforms import denormalize
 from csdseg.io import atomic_save_png
@@ -76,8 +77,7 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     source = build_source(cfg.data, cfg.data.train_split)
-    base = ClassificationDataset(source, cfg.train.crop_size, tuple(cfg.train.resize_long),
-                                 cfg.train.hflip, cfg.seed)
+    base = ClassificationDataset(source, cam_augment(cfg.train), cfg.seed)
     dataset, _, _ = build_csd_training(cfg, source, base, RunDir.from_config(cfg))
     model = None
     if args.checkpoint:

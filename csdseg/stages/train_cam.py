@@ -13,6 +13,7 @@ import torch
 
 from csdseg.config import Config, to_dict
 from csdseg.data import build_source
+from csdseg.data.augment import cam_augment
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.device import amp_enabled, resolve_device
 from csdseg.engine import dist
@@ -65,8 +66,7 @@ def run(cfg: Config) -> dict:
     model.to(device)
     if dist.is_main():
         run_dir.start_stage("train_cam", cfg)
-    dataset = ClassificationDataset(source, cfg.train.crop_size, tuple(cfg.train.resize_long),
-                                    cfg.train.hflip, cfg.seed, cfg.train.augment)
+    dataset = ClassificationDataset(source, cam_augment(cfg.train), cfg.seed)
     step_fn, collate = classification_step, None
     if cfg.csd.enabled:
         from csdseg.csd.trainer import build_csd_training

@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 from csdseg.config import Config, ConfigError, to_dict
 from csdseg.data import Source, build_source
 from csdseg.data.source import DataError
-from csdseg.data.transforms import normalize, random_crop, random_hflip, random_scale, sample_rng
+from csdseg.data.augment import ScaleCrop
+from csdseg.data.transforms import sample_rng
 from csdseg.device import resolve_device
 from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.loop import TrainSpec, train
@@ -42,8 +43,8 @@ class AffinityDataset(Dataset):
 
     def __init__(self, source: Source, label_dir: Path, crop: int, rescale: tuple[float, float],
                  hflip: bool, seed: int, index: PathIndex) -> None:
-        self.source, self.label_dir, self.crop = source, label_dir, crop
-        self.rescale, self.hflip, self.seed = rescale, hflip, seed
+        self.source, self.label_dir, self.crop, self.seed = source, label_dir, crop, seed
+        self.augment = ScaleCrop(crop, rescale, hflip)
         size = -(-crop // 4)  # the network's stride-4 output size
         self.src, self.dst = index.cropped_pairs(size, size)
 
@@ -62,10 +63,7 @@ class AffinityDataset(Dataset):
         if label.shape != img.shape[:2]:
             raise DataError(f"{path} is {label.shape} but its image is {img.shape[:2]}; "
                             "delete it and rerun `csdseg make-ir-label`")
-        img, (label,) = random_scale(img, self.rescale[0], self.rescale[1], rng, masks=(label,))
-        if self.hflip:
-            img, (label,) = random_hflip(img, rng, masks=(label,))
-        img, label = random_crop([normalize(img), label], self.crop, [0.0, 255], rng)
+        img, (label,) = self.augment(img, rng, (label,))
         # nearest-neighbour x0.25, as IRN's cv2.resize(fx=0.25) on a multiple-of-4 crop
         bg_pos, fg_pos, neg = affinity_labels(label[::4, ::4], self.src, self.dst)
         return {"img": torch.from_numpy(img), "bg_pos": torch.from_numpy(bg_pos),
