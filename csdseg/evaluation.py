@@ -9,6 +9,8 @@ context): among ground-truth background pixels, the share labelled foreground, f
 context is the preferred context of a class they contain ("matched") versus the others. A
 classifier that learned the context as evidence for the class over-activates on matched images,
 so the ratio matched / other measures that shortcut; CSD aims to bring it towards 1.
+
+Single- vs multi-label mIoU and co-occurrence confusion: see ``csdseg.evaluation_groups``.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from csdseg import metrics
 from csdseg.data.source import DataError, Source, read_index_png
+from csdseg.evaluation_groups import GroupCounts, format_lines
 
 Report = dict[str, Any]
 
@@ -42,6 +45,7 @@ class Accumulator:
         self.T = num_thresholds
         self.hist = np.zeros((self.C, self.C, self.T + 1), dtype=np.int64)
         self.n_images = 0
+        self.groups = GroupCounts(self.names, self.T)  # single- vs multi-label, co-occurrence
         self.contexts = contexts
         if contexts is not None:
             self.class_context = np.asarray(contexts["class_context"], dtype=np.int64)
@@ -65,6 +69,7 @@ class Accumulator:
         hist = metrics.bucket_histogram(gt, cls, bucket, self.C, self.T)
         self.hist += hist
         self.n_images += 1
+        self.groups.add(hist, present)
         if self.contexts is None or image_id not in self.contexts["images"]:
             return
         ctx = int(self.contexts["images"][image_id])
@@ -100,6 +105,11 @@ class Accumulator:
         return {"matched": matched, "other": other, "ratio": _ratio(matched, other),
                 "matched_bg_pixels": int(self.bg[0]), "other_bg_pixels": int(self.bg[1]),
                 "n_images": self.ctx_images, "per_class": per_class}
+
+    def group_scores(self, j: int) -> Report:
+        """Single- vs multi-label mIoU and co-occurrence confusion at threshold index ``j``."""
+        return {**{k: _num(v) for k, v in self.groups.mious(j).items()},
+                "cooccurrence": self.groups.cooccurrence(j)}
 
     def scores(self, conf: np.ndarray) -> Report:
         iou = metrics.iou_per_class(conf)
@@ -177,7 +187,8 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
     conf = acc.confusions()
     index = {float(t): j for j, t in enumerate(grid)}
     fixed = index[threshold]
-    report: Report = {**acc.scores(conf[fixed]), "threshold": threshold}
+    report: Report = {**acc.scores(conf[fixed]), "threshold": threshold,
+                      **acc.group_scores(fixed), **acc.groups.counts()}
     report["sweep"] = [{"threshold": t, "miou": _num(metrics.mean_iou(conf[index[t]]))}
                        for t in sweep]
     if sweep:
@@ -185,7 +196,7 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
         best_t = max(report["sweep"], key=lambda r: -1.0 if r["miou"] is None else r["miou"])
         j = index[best_t["threshold"]]
         report["best"] = {"threshold": best_t["threshold"], **acc.scores(conf[j]),
-                          "context": acc.context(j)}
+                          "context": acc.context(j), **acc.group_scores(j)}
     else:
         report["best"] = None
     report["context"] = acc.context(fixed)
@@ -218,7 +229,8 @@ def evaluate_labels(source: Source, ids: list[str],
                             f" outside 0..{acc.C - 1}; label maps hold class indices")
         acc.add(image_id, gt, labels, np.ones_like(labels), _present(source, image_id))
     report: Report = {**acc.scores(acc.confusions()[0]), "threshold": None, "sweep": [],
-                      "best": None, "context": acc.context(0), "n_images": acc.n_images}
+                      "best": None, "context": acc.context(0), "n_images": acc.n_images,
+                      **acc.group_scores(0), **acc.groups.counts()}
     return report
 
 
@@ -249,6 +261,7 @@ def format_report(report: Report) -> str:
             f"context over-activation (gt background labelled fg): matched context "
             f"{_pct(ctx['matched']).strip()}% vs other {_pct(ctx['other']).strip()}% "
             f"(ratio {ratio}, {ctx['n_images']} images)")
+    lines += format_lines(report, _pct)
     trivial = report.get("trivial")
     if trivial:
         lines.append("trivial predictors: " + ", ".join(

@@ -149,9 +149,59 @@ def predicted_counts(hist: np.ndarray) -> np.ndarray:
 
 
 def sweep_confusions(hist: np.ndarray) -> np.ndarray:
-    """Per-threshold confusion matrices [T, C, C] from :func:`bucket_histogram` counts."""
+    """Per-threshold confusion matrices [T, C, C] from :func:`bucket_histogram` counts.
+
+    Rows are independent: counts of some gt classes only, [R, C, T + 1], give [T, R, C].
+    """
     fg = predicted_counts(hist)  # [C_gt, C_cls, T]: pixels labelled with their fg class
     rest = hist.sum(axis=-1)[..., None] - fg  # the other pixels are labelled background
     conf = np.moveaxis(fg, -1, 0).copy()  # [T, C_gt, C_pred]
     conf[:, :, 0] += np.moveaxis(rest.sum(axis=1), -1, 0)
     return conf
+
+
+# --------------------------------------------------------------------------------------------
+# Single- vs multi-label images, and confusion between co-occurring classes
+
+
+def label_group(present: np.ndarray) -> int | None:
+    """0 for a single-label image (one image-level class), 1 for multi-label (>= 2), else None."""
+    n = len(present)
+    return None if n == 0 else (0 if n == 1 else 1)
+
+
+def add_cooccurrence(num: np.ndarray, den: np.ndarray, seen: np.ndarray, rows: np.ndarray,
+                     present: np.ndarray) -> None:
+    """Add one image's counts, in place, for each ordered pair (a, b), a != b, of its classes.
+
+    ``present`` [n] holds the image's class indices 0..K-1 and ``rows`` [..., n, C] the rows
+    ``present + 1`` of its confusion matrix [..., C, C] (C = K + 1, background at 0; leading
+    axes, e.g. thresholds, are kept). Adds to ``num`` [..., K, K] the pixels with gt == a
+    predicted as b, to ``den`` [..., K, K] the pixels with gt == a, and 1 to ``seen`` [K, K]
+    (images labelled with both a and b). Only the image's own pairs are touched.
+    """
+    rows = np.asarray(rows)
+    p = np.asarray(present, dtype=np.int64).reshape(-1)
+    if rows.shape[-2] != p.size:
+        raise ValueError(f"{rows.shape[-2]} confusion rows for {p.size} classes")
+    if p.size < 2:
+        return
+    off = ~np.eye(p.size, dtype=bool)  # a != b
+    a, b = np.ix_(p, p)
+    num[..., a, b] += rows[..., p + 1] * off  # [..., n, n]: gt a (row), predicted b (column)
+    den[..., a, b] += rows.sum(axis=-1)[..., :, None] * off
+    seen[a, b] += off
+
+
+def cooccurrence_shares(num: np.ndarray, den: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Share [K, K] of gt-a pixels predicted as b over images labelled with both a and b.
+
+    ``num``, ``den``, ``seen`` [K, K] are summed over images by :func:`add_cooccurrence`. NaN
+    where a and b never co-occur (``seen`` == 0), on the diagonal, or where ``den`` == 0.
+    """
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = num / den
+    share[(np.asarray(seen) == 0) | (den == 0)] = np.nan
+    return share

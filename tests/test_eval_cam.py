@@ -54,7 +54,7 @@ def dataset(tmp_path: Path) -> dict:
     cam_dir = tmp_path / "runs" / "t" / "cam"
     args = [f"data.root={root}", f"run_root={tmp_path / 'runs'}", "name=t"]
     return {"root": root, "masks": masks, "cam_dir": cam_dir, "args": args,
-            "report": tmp_path / "runs" / "t" / "reports" / "eval_cam.json"}
+            "report": tmp_path / "runs" / "t" / "reports" / "eval_cam_train.json"}
 
 
 def _write_cams(dataset: dict, perfect: bool) -> None:
@@ -79,6 +79,14 @@ def test_perfect_cams_score_one_and_json_matches_report(dataset, capsys):
     assert len(printed["sweep"]) == 61 and all(s["miou"] == 1.0 for s in printed["sweep"])
     assert printed["best"]["threshold"] == 0.0 and printed["best"]["miou"] == 1.0
     assert printed["context"]["matched"] == 0.0 and printed["context"]["n_images"] == 3
+    # img_a {aeroplane, person} is multi-label, img_b and img_c single-label
+    assert printed["n_single"] == 2 and printed["n_multi"] == 1
+    assert printed["single_miou"] == printed["multi_miou"] == 1.0
+    assert printed["single_multi_gap"] == 0.0 and printed["best"]["single_multi_gap"] == 0.0
+    mask = dataset["masks"]["img_a"]
+    assert printed["cooccurrence"] == {"mean": 0.0, "pairs": 2, "cooccurring_pairs": 2, "worst": [
+        {"a": "aeroplane", "b": "person", "share": 0.0, "pixels": int((mask == 1).sum())},
+        {"a": "person", "b": "aeroplane", "share": 0.0, "pixels": int((mask == 15).sum())}]}
     assert json.loads(dataset["report"].read_text()) == printed
 
 
@@ -94,6 +102,10 @@ def test_zero_cams_only_background_right_and_table(dataset, capsys):
     assert report["miou"] == pytest.approx(bg / valid / 4)
     assert report["context"]["matched"] == 0.0
     assert "IoU@0.15" in out and "mIoU" in out and f"{100 * bg / valid / 4:6.2f}" in out
+    assert "mIoU @0.15 by image-level labels: single-label" in out
+    assert "co-occurrence confusion @0.15" in out and "over 2 pairs" in out
+    # all-background predictions: no class-a pixel is ever called b
+    assert report["cooccurrence"]["mean"] == 0.0
 
 
 def test_missing_cam_and_missing_cam_dir_are_clear_errors(dataset, capsys):
@@ -176,10 +188,15 @@ def test_cam_sweep_context_matches_label_maps_at_each_threshold(dataset):
         return evaluation.evaluate_labels(source, source.ids, predict, progress=False)
 
     fixed = labels_at(0.15)
-    for key in ("miou", "per_class", "context", "pixel_accuracy"):
+    groups = ("single_miou", "multi_miou", "single_multi_gap", "cooccurrence")
+    for key in ("miou", "per_class", "context", "pixel_accuracy", "n_single", "n_multi", *groups):
         assert report[key] == fixed[key]
     best = labels_at(report["best"]["threshold"])
     assert report["best"]["context"] == best["context"]
+    for key in groups:
+        assert report["best"][key] == best[key]
+    assert report["cooccurrence"]["pairs"] == 2 and report["n_multi"] == 1
+    assert report["single_miou"] is not None and report["multi_miou"] is not None
     assert [s["miou"] for s in report["sweep"]] == [labels_at(t)["miou"] for t in (0.1, 0.2, 0.3)]
 
 
@@ -192,3 +209,68 @@ def test_evaluate_labels_folder_errors(tmp_path):
     Image.fromarray(np.zeros((3, 2), np.uint8), mode="L").save(tmp_path / "i2.png")
     with pytest.raises(DataError, match=r"i2.png has size \(3, 2\) but the mask /gt/i2.png"):
         evaluation.evaluate_labels(source, ["i1", "i2"], tmp_path, progress=False)
+
+
+class LabelGroups(Source):
+    """Classes a, b, c, d: two single-label, four multi-label and one class-less image."""
+
+    GT = {"s1": [[1, 1], [0, 0]], "s2": [[2, 2], [0, 0]],
+          "m1": [[1, 1, 1, 1], [2, 2, 0, 0]], "m2": [[1, 1], [3, 0]], "m3": [[2, 0]],
+          "m4": [[4, 4, 3]], "z": [[0, 0]]}
+    PRED = {"s1": [[1, 0], [0, 0]], "s2": [[2, 2], [0, 1]],
+            "m1": [[2, 2, 2, 1], [2, 1, 0, 0]],  # a -> b 3 of 4, b -> a 1 of 2
+            "m2": [[3, 1], [3, 0]],  # a -> c 1 of 2, c -> a 0 of 1
+            "m3": [[3, 0]],  # b -> c 1 of 1; c -> b: no c pixel, left out of the mean
+            "m4": [[4, 3, 3]],  # d -> c 1 of 2, c -> d 0 of 1
+            "z": [[0, 1]]}
+    LABELS = {"s1": "a", "s2": "b", "m1": "ab", "m2": "ac", "m3": "bc", "m4": "cd", "z": ""}
+
+    def __init__(self) -> None:
+        self.ids = list(self.GT)
+        self.class_names = ["a", "b", "c", "d"]
+        self.labels = np.array([[n in self.LABELS[i] for n in "abcd"] for i in self.ids],
+                               np.float32)
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        return np.array(self.GT[image_id])
+
+
+def test_single_multi_miou_and_cooccurrence_by_hand():
+    source = LabelGroups()
+    report = evaluation.evaluate_labels(source, source.ids,
+                                        lambda i: np.array(LabelGroups.PRED[i]), progress=False)
+    assert report["n_single"] == 2 and report["n_multi"] == 4 and report["n_images"] == 7
+    # single (s1, s2): IoU bg 3/5, a 1/3, b 1 (c, d absent)
+    single = (3 / 5 + 1 / 3 + 1) / 3
+    # multi (m1..m4): bg 4/4, a 2/7, b 1/6, c 2/5, d 1/2
+    multi = (1 + 2 / 7 + 1 / 6 + 2 / 5 + 1 / 2) / 5
+    assert report["single_miou"] == pytest.approx(single)
+    assert report["multi_miou"] == pytest.approx(multi)
+    assert report["single_multi_gap"] == pytest.approx(single - multi)
+    co = report["cooccurrence"]
+    # a>b .75, b>a .5, a>c .5, c>a 0, b>c 1, d>c .5, c>d 0; c>b co-occurs but has no c pixel
+    assert co["pairs"] == 7 and co["cooccurring_pairs"] == 8
+    assert co["mean"] == pytest.approx(3.25 / 7)
+    assert co["worst"] == [  # largest share first, ties by class names
+        {"a": "b", "b": "c", "share": 1.0, "pixels": 1},
+        {"a": "a", "b": "b", "share": 0.75, "pixels": 4},
+        {"a": "a", "b": "c", "share": 0.5, "pixels": 2},
+        {"a": "b", "b": "a", "share": 0.5, "pixels": 2},
+        {"a": "d", "b": "c", "share": 0.5, "pixels": 2}]
+    json.dumps(report, allow_nan=False)
+    text = evaluation.format_report(report)
+    assert f"single-label {100 * single:.2f} vs multi-label {100 * multi:.2f}" in text
+    assert f"mean {100 * 3.25 / 7:.2f}% over 7 pairs; worst b->c 100.00%, a->b 75.00%" in text
+
+
+def test_no_multi_label_image_gives_nulls():
+    source = LabelGroups()
+    ids = ["s1", "s2", "z"]
+    report = evaluation.evaluate_labels(source, ids, lambda i: np.array(LabelGroups.PRED[i]),
+                                        progress=False)
+    assert report["n_single"] == 2 and report["n_multi"] == 0
+    assert report["multi_miou"] is None and report["single_multi_gap"] is None
+    assert report["cooccurrence"] == {"mean": None, "pairs": 0, "cooccurring_pairs": 0,
+                                      "worst": []}
+    json.dumps(report, allow_nan=False)
+    assert "multi-label - (gap -)" in evaluation.format_report(report)

@@ -106,4 +106,69 @@ def test_fast_sweep_equals_naive_argmax_per_threshold():
         hist += metrics.bucket_histogram(gt, cls, bucket, num_classes, len(thresholds))
     fast = metrics.sweep_confusions(hist)
     np.testing.assert_array_equal(fast, naive)
+    # rows are independent: a subset of gt classes gives those rows (the co-occurrence path)
+    np.testing.assert_array_equal(metrics.sweep_confusions(hist[[1, 4]]), naive[:, [1, 4]])
     assert len({int(c.trace()) for c in naive}) > 5  # the sweep really changes the labels
+
+
+def test_label_group_single_multi_none():
+    assert metrics.label_group(np.array([], np.int64)) is None  # no class: neither group
+    assert metrics.label_group(np.array([3])) == 0
+    assert metrics.label_group(np.array([0, 2])) == 1 and metrics.label_group(np.arange(3)) == 1
+
+
+# a 4x4 image labelled {1, 2} (indices 0, 1); a class-3 pixel (index 2) it is not labelled with
+CO_GT = np.array([[1, 1, 1, 1],
+                  [2, 2, 2, 2],
+                  [0, 0, 0, 3],
+                  [0, 0, 0, 255]])
+CO_PRED = np.array([[2, 2, 2, 1],  # 3 of 4 class-1 pixels predicted as 2
+                    [1, 0, 0, 2],  # class 2: 1 as class 1, 2 as background, 1 right
+                    [0, 3, 0, 1],
+                    [0, 0, 0, 1]])
+
+
+def _pair_counts(images, k=3, lead=()):
+    """Sum :func:`metrics.add_cooccurrence` over (confusion rows, present) of each image."""
+    num, den = np.zeros((*lead, k, k), np.int64), np.zeros((*lead, k, k), np.int64)
+    seen = np.zeros((k, k), np.int64)
+    for rows, present in images:
+        metrics.add_cooccurrence(num, den, seen, rows, np.array(present))
+    return num, den, seen
+
+
+def test_cooccurrence_counts_by_hand_ordered_pairs():
+    conf = metrics.confusion_matrix(CO_GT, CO_PRED, 4)
+    num, den, seen = _pair_counts([(conf[[1, 2]], [0, 1])])
+    expected_num = np.zeros((3, 3), np.int64)
+    expected_num[0, 1], expected_num[1, 0] = 3, 1  # (a, b) and (b, a) differ
+    expected_den = np.zeros((3, 3), np.int64)
+    expected_den[0, 1], expected_den[1, 0] = 4, 4
+    np.testing.assert_array_equal(num, expected_num)
+    np.testing.assert_array_equal(den, expected_den)
+    np.testing.assert_array_equal(seen, [[0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    share = metrics.cooccurrence_shares(num, den, seen)
+    assert share[0, 1] == 0.75 and share[1, 0] == 0.25
+    # class 3 is in the gt (predicted as 1) but not in the image-level labels: no pair
+    assert np.isnan(share[2, 0]) and np.isnan(share[0, 2]) and np.isnan(np.diag(share)).all()
+    # a single-label image gives no pair at all
+    assert not any(x.any() for x in _pair_counts([(conf[[1]], [0])]))
+    with pytest.raises(ValueError, match="1 confusion rows for 2 classes"):
+        _pair_counts([(conf[[1]], [0, 1])])
+
+
+def test_cooccurrence_summed_over_images_leading_axes_and_zero_pixel_pairs():
+    first = metrics.confusion_matrix(CO_GT, CO_PRED, 4)
+    # image 2, labelled {1, 3}: 1 of 2 class-1 pixels predicted as 3, no class-3 pixel at all
+    second = metrics.confusion_matrix(np.array([[1, 1, 0]]), np.array([[3, 1, 0]]), 4)
+    both = np.stack([first, second])  # a leading axis (e.g. thresholds) is kept
+    num, den, seen = _pair_counts([(both[:, [1, 2]], [0, 1])], lead=(2,))
+    assert num[0, 0, 1] == 3 and num[1, 0, 1] == 0 and den[1, 0, 1] == 2
+    num, den, seen = _pair_counts([(first[[1, 2]], [0, 1]), (second[[1, 3]], [0, 2])])
+    share = metrics.cooccurrence_shares(num, den, seen)
+    assert share[0, 1] == 0.75 and share[1, 0] == 0.25 and share[0, 2] == 0.5
+    assert seen[2, 0] == 1 and np.isnan(share[2, 0])  # co-occur, but 0 class-3 pixels
+    assert np.isnan(share[1, 2]) and np.isnan(share[2, 1])  # classes 2 and 3 never co-occur
+    # the same pair in two images adds up: 3 + 3 of 4 + 4 -> 0.75 again, seen twice
+    num, den, seen = _pair_counts([(first[[1, 2]], [0, 1])] * 2)
+    assert num[0, 1] == 6 and den[0, 1] == 8 and seen[0, 1] == 2
