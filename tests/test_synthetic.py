@@ -1,6 +1,7 @@
 """The synthetic dataset: determinism, VOC compatibility, label statistics, layouts, CLI."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,18 +13,51 @@ from PIL import Image
 from csdseg.config import ConfigError
 from csdseg.data.classes import VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError
+from csdseg.data import synthetic
 from csdseg.data.synthetic import CLASS_CONTEXT, CONTEXTS, choose_context, generate
-from csdseg.data.synthetic_layouts import (AREA_RANGE, add_void_border, load_layout,
+from csdseg.data.synthetic_layouts import (AREA_RANGE, add_void_border, load_layout, partition_layouts,
                                            procedural_layout, sample_classes, voc_label_vectors)
 from csdseg.data.synthetic_textures import render_class, render_context
 from csdseg.data.voc import VOCSource
 
 REAL_MASKS = Path(__file__).resolve().parent / "fixtures" / "voc_masks"
 N_TRAIN, N_VAL, SIZE = 160, 40, 48
+# generate(_, 6, 3, 40, seed=0) before real layouts were split between train and val: masks,
+# labels, contexts, lists and synth.json (JPEG bytes depend on the encoder build, so not those)
+PROCEDURAL_DIGEST = "2daf5443389c234f5b489ab4504493e9b8cd04129b3167e1a3400faf67d45d2b"
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _lossless_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".jpg"):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.suffix == ".png":
+            with Image.open(path) as png:
+                digest.update(np.asarray(png).tobytes())
+        elif path.suffix == ".npy":
+            table = np.load(path, allow_pickle=True).item()
+            for key in sorted(table):
+                digest.update(key.encode() + table[key].astype(np.float32).tobytes())
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _make_layouts(folder: Path, count: int, size: int = 64) -> None:
+    """``count`` palette label PNGs, each a distinct class box with a void rim (VOC style)."""
+    folder.mkdir()
+    for k in range(count):
+        label = np.zeros((size, size), np.uint8)
+        top = 4 + 3 * k
+        label[top - 1:top + 25, 9:41] = 255
+        label[top:top + 24, 10:40] = k % 20 + 1
+        png = Image.fromarray(label, mode="P")
+        png.putpalette(voc_palette().reshape(-1).tolist())
+        png.save(folder / f"layout_{k:02d}.png")
 
 
 def _capped_single_share() -> float:
@@ -184,6 +218,42 @@ def test_layouts_from_real_masks(tmp_path: Path) -> None:
             assert set(np.unique(mask).tolist()) - {0, 255} == labelled
     with pytest.raises(DataError, match="holds no .png masks"):
         generate(tmp_path / "bad", 2, 1, 64, seed=2, layouts_from=tmp_path / "out")
+
+
+def test_layouts_from_holds_out_layouts_in_val(tmp_path: Path) -> None:
+    _make_layouts(tmp_path / "masks", 8)
+    pools = partition_layouts(tmp_path / "masks", 12, 4, seed=5)
+    assert [len(pools["train"]), len(pools["val"])] == [6, 2]  # round(8 * 4 / 16) = 2 for val
+    assert not set(pools["train"]) & set(pools["val"])
+    assert pools == partition_layouts(tmp_path / "masks", 12, 4, 5)  # the seed alone decides
+    assert len({tuple(partition_layouts(tmp_path / "masks", 12, 4, s)["val"]) for s in range(6)}) > 1
+    root = generate(tmp_path / "out", 12, 4, 48, seed=5, layouts_from=tmp_path / "masks", workers=2)
+    record = json.loads((root / "layouts.json").read_text())
+    assert record["pools"] == {k: [p.name for p in v] for k, v in pools.items()}
+    resized = {p.name: load_layout(p, 48) for p in sorted((tmp_path / "masks").glob("*.png"))}
+    used = {}
+    for split in ("train", "val"):
+        source = VOCSource(root, split)
+        used[split] = {record["images"][i] for i in source.ids}
+        assert used[split] <= set(record["pools"][split])
+        for image_id in source.ids:  # the record is the mask the image really shows
+            assert np.array_equal(source.load_mask(image_id), resized[record["images"][image_id]])
+    assert used["train"] and used["val"] and not used["train"] & used["val"]
+    assert json.loads((root / "synth.json").read_text())["layout_split"] == synthetic.LAYOUT_SPLIT
+    _make_layouts(tmp_path / "few", 3)
+    with pytest.raises(ValueError, match=r"few: 3 .png masks .* 20 train : 1 val .* 3 train and 0 val"):
+        generate(tmp_path / "bad", 20, 1, 48, seed=0, layouts_from=tmp_path / "few")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_procedural_default_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("procedural layouts must not partition a layout folder")
+
+    monkeypatch.setattr(synthetic, "partition_layouts", refuse)
+    root = generate(tmp_path / "d", 6, 3, 40, seed=0, workers=1)
+    assert not (root / "layouts.json").exists() and "layout_split" not in (root / "synth.json").read_text()
+    assert _lossless_digest(root) == PROCEDURAL_DIGEST
 
 
 def test_cli_writes_resumes_and_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

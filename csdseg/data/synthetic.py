@@ -8,7 +8,10 @@ The files follow the VOC layout, so :class:`csdseg.data.voc.VOCSource` reads the
 see docs/synthetic.md for the defaults, the contexts table and the formats.
 
 Every image is made from its own generator seeded with (seed, split, index), so the output
-does not depend on the number of workers or the order they finish in.
+does not depend on the number of workers or the order they finish in. With real layouts
+(``layouts_from``) train and val draw from disjoint parts of the mask folder
+(:func:`csdseg.data.synthetic_layouts.partition_layouts`), and ``layouts.json`` records which
+mask each image used.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from csdseg.config import ConfigError
 from csdseg.data.classes import VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError
 from csdseg.data.synthetic_layouts import (add_void_border, fill_void, load_layout, paint_labels,
-                                           procedural_layout, sample_classes)
+                                           partition_layouts, procedural_layout, sample_classes)
 from csdseg.data.synthetic_textures import (CLASS_CONTEXT, CONTEXTS, render_class,
                                             render_context)
 from csdseg.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -40,6 +43,7 @@ JPEG_QUALITY = 95
 PIXEL_NOISE = 6.0  # sensor-like noise, grey levels (sigma)
 VERSION = 1  # bump when the output for a given seed changes
 SPLITS = {"train": 0, "val": 1}
+LAYOUT_SPLIT = "disjoint, in proportion to n_train:n_val"  # synth.json, only with layouts_from
 
 
 @dataclass(frozen=True)
@@ -59,32 +63,36 @@ def choose_context(rng: np.random.Generator, classes: list[int], p_context: floa
     return others[int(rng.integers(len(others)))]
 
 
-def _layout_classes(rng: np.random.Generator, paths: list[Path], size: int) -> tuple[list[int], np.ndarray]:
-    """Pick a real mask with at least one class left after resizing: (classes, mask [S, S])."""
+def _layout_classes(rng: np.random.Generator, paths: list[Path],
+                    size: int) -> tuple[list[int], np.ndarray, Path]:
+    """Pick a real mask with at least one class left after resizing: (classes, mask [S, S], path)."""
     for _ in range(100):
-        mask = load_layout(paths[int(rng.integers(len(paths)))], size)
+        path = paths[int(rng.integers(len(paths)))]
+        mask = load_layout(path, size)
         classes = [int(c) - 1 for c in np.unique(mask) if 0 < c <= len(VOC_CLASSES)]
         if classes:
-            return classes, mask
-    raise DataError("--layouts-from: 100 random masks in a row hold no object at this size; "
-                    "use masks with objects or a larger --size")
+            return classes, mask, path
+    raise DataError(f"--layouts-from {paths[0].parent}: 100 random masks in a row of this split's "
+                    f"{len(paths)} hold no object at this size; use masks with objects or a larger --size")
 
 
 def make_sample(rng: np.random.Generator, size: int, p_context: float,
                 layout_paths: list[Path] | None = None,
-                render: bool = True) -> tuple[list[int], int, np.ndarray | None, np.ndarray | None]:
-    """One image: (classes 0-based, context, image uint8 [S, S, 3], mask uint8 [S, S]).
+                render: bool = True,
+                ) -> tuple[list[int], int, np.ndarray | None, np.ndarray | None, Path | None]:
+    """One image: (classes 0-based, context, image uint8 [S, S, 3], mask uint8 [S, S], layout).
 
-    The class set and the context are drawn first, so ``render=False`` (used to resume) gets
-    them cheaply and returns ``None`` for the arrays.
+    ``layout`` is the real mask used (one of ``layout_paths``), else ``None``. The class set
+    and the context are drawn first, so ``render=False`` (used to resume) gets them cheaply
+    and returns ``None`` for the arrays.
     """
     if layout_paths:
-        classes, real = _layout_classes(rng, layout_paths, size)
+        classes, real, layout = _layout_classes(rng, layout_paths, size)
     else:
-        classes, real = sample_classes(rng), None
+        classes, real, layout = sample_classes(rng), None, None
     context = choose_context(rng, classes, p_context)
     if not render:
-        return classes, context, None, None
+        return classes, context, None, None, layout
     image = render_context(context, rng, size)
     if real is None:
         objects = procedural_layout(rng, size, classes)
@@ -96,25 +104,24 @@ def make_sample(rng: np.random.Generator, size: int, p_context: float,
     for cls, region in objects:
         image[region] = render_class(cls, rng, size)[region]
     image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(PIXEL_NOISE)
-    return classes, context, np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+    return classes, context, np.clip(np.rint(image), 0, 255).astype(np.uint8), mask, layout
 
 
 _SETTINGS: Settings | None = None
-_LAYOUT_PATHS: list[Path] | None = None
+_LAYOUTS: dict[str, list[Path]] | None = None  # split -> its own real masks
 
 
-def _init_worker(settings: Settings) -> None:
-    global _SETTINGS, _LAYOUT_PATHS
-    _SETTINGS = settings
-    _LAYOUT_PATHS = sorted(Path(settings.layouts_from).glob("*.png")) if settings.layouts_from else None
+def _init_worker(settings: Settings, layouts: dict[str, list[Path]] | None) -> None:
+    global _SETTINGS, _LAYOUTS
+    _SETTINGS, _LAYOUTS = settings, layouts
 
 
-def _init_pool_worker(settings: Settings) -> None:
+def _init_pool_worker(settings: Settings, layouts: dict[str, list[Path]] | None) -> None:
     cv2.setNumThreads(1)  # parallelism comes from the processes; no thread pool per worker
-    _init_worker(settings)
+    _init_worker(settings, layouts)
 
 
-def _work(job: tuple[str, int, str]) -> tuple[str, list[int], int]:
+def _work(job: tuple[str, int, str]) -> tuple[str, list[int], int, str | None]:
     """Make (or, when both files exist, only re-derive the labels of) one image."""
     assert _SETTINGS is not None
     out, index, image_id = Path(job[0]), job[1], job[2]
@@ -122,8 +129,9 @@ def _work(job: tuple[str, int, str]) -> tuple[str, list[int], int]:
     rng = np.random.default_rng([_SETTINGS.seed, SPLITS[split], index])
     jpg, png = out / "JPEGImages" / f"{image_id}.jpg", out / "SegmentationClass" / f"{image_id}.png"
     done = jpg.is_file() and png.is_file()
-    classes, context, image, mask = make_sample(rng, _SETTINGS.size, _SETTINGS.p_context,
-                                                _LAYOUT_PATHS, render=not done)
+    paths = _LAYOUTS[split] if _LAYOUTS is not None else None
+    classes, context, image, mask, layout = make_sample(rng, _SETTINGS.size, _SETTINGS.p_context,
+                                                        paths, render=not done)
     if not done:
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
@@ -133,7 +141,7 @@ def _work(job: tuple[str, int, str]) -> tuple[str, list[int], int]:
         buffer = io.BytesIO()
         label.save(buffer, format="PNG")
         atomic_write_bytes(png, buffer.getvalue())
-    return image_id, classes, context
+    return image_id, classes, context, layout.name if layout is not None else None
 
 
 def _check(n_train: int, n_val: int, size: int, p_context: float, layouts_from: str | Path | None) -> None:
@@ -156,13 +164,19 @@ def generate(out_dir: str | Path, n_train: int, n_val: int, size: int, seed: int
     """Write the dataset under ``out_dir`` (VOC layout) and return that path.
 
     Rerunning with the same settings resumes (existing images are kept); other settings in a
-    folder that already holds a synthetic dataset raise :class:`DataError`.
+    folder that already holds a synthetic dataset raise :class:`DataError`. With
+    ``layouts_from``, train and val images use disjoint sets of its masks (see
+    :func:`partition_layouts`; too few masks for both splits raise :class:`DataError`).
     """
     _check(n_train, n_val, size, p_context, layouts_from)
     out = Path(out_dir)
     settings = Settings(int(seed), int(size), float(p_context),
                         str(Path(layouts_from).resolve()) if layouts_from is not None else None)
     manifest = {"version": VERSION, **asdict(settings), "n_train": n_train, "n_val": n_val}
+    layouts = None  # procedural layouts: no partition, and synth.json stays as it always was
+    if layouts_from is not None:
+        layouts = partition_layouts(layouts_from, n_train, n_val, settings.seed)
+        manifest["layout_split"] = LAYOUT_SPLIT
     manifest_path = out / "synth.json"
     if manifest_path.is_file() and json.loads(manifest_path.read_text()) != manifest:
         raise DataError(f"{out} already holds a synthetic dataset made with other settings "
@@ -174,21 +188,22 @@ def generate(out_dir: str | Path, n_train: int, n_val: int, size: int, seed: int
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     progress = dict(total=len(jobs), desc="synth", unit="img", disable=None)
     if workers == 1:
-        _init_worker(settings)
+        _init_worker(settings, layouts)
         results = [_work(job) for job in tqdm(jobs, **progress)]
     else:
         # fork where there is one: spawn re-imports __main__, which fails for stdin scripts;
         # the workers only use numpy, PIL and single-threaded OpenCV, which survive a fork
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = multiprocessing.get_context(method).Pool(workers, _init_pool_worker, (settings,))
+        pool = multiprocessing.get_context(method).Pool(workers, _init_pool_worker, (settings, layouts))
         with pool:
             results = list(tqdm(pool.imap(_work, jobs, chunksize=16), **progress))
-    labels, contexts = {}, {}
-    for image_id, classes, context in results:
+    labels, contexts, used = {}, {}, {}
+    for image_id, classes, context, layout in results:
         vector = np.zeros(len(VOC_CLASSES), np.float32)
         vector[classes] = 1.0
         labels[image_id] = vector
         contexts[image_id] = context
+        used[image_id] = layout
     lists = out / "ImageSets" / "Segmentation"
     for name, split in (("train", "train"), ("train_aug", "train"), ("val", "val")):
         atomic_write_text(lists / f"{name}.txt", "".join(f"{i}\n" for i in ids[split]))
@@ -196,4 +211,9 @@ def generate(out_dir: str | Path, n_train: int, n_val: int, size: int, seed: int
     atomic_write_json(out / "contexts.json", {
         "contexts": CONTEXTS, "class_context": CLASS_CONTEXT, "p_context": float(p_context),
         "images": contexts})
+    if layouts is not None:
+        atomic_write_json(out / "layouts.json", {
+            "layouts_from": settings.layouts_from, "rule": LAYOUT_SPLIT,
+            "pools": {split: [p.name for p in paths] for split, paths in layouts.items()},
+            "images": used})
     return out

@@ -3,7 +3,9 @@
 Class sets are real VOC train_aug label vectors (capped at MAX_CLASSES), so the single-label
 share (59%) and the pairwise co-occurrence of VOC are reproduced. Procedural layouts draw each
 object as a polygon (ellipse, rounded rectangle, random polygon or radial blob) of 5-40% of the
-image area; real layouts resize a VOC-style mask to S x S (nearest neighbour).
+image area; real layouts resize a VOC-style mask to S x S (nearest neighbour), and the folder
+of real masks is split once between train and val (:func:`partition_layouts`), so val holds
+out object layouts.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import cv2
 import numpy as np
 
 from csdseg.data.classes import IGNORE_INDEX
-from csdseg.data.source import read_mask, read_split
+from csdseg.data.source import DataError, read_mask, read_split
 from csdseg.data.voc import BUILTIN, load_label_file
 
 MAX_CLASSES = 4  # and at most 4 objects per procedural image
@@ -24,6 +26,7 @@ _AREA_BUDGET = 0.9  # the targets of one image sum to at most this, so occlusion
 MIN_VISIBLE = 0.5  # an object keeps at least half of its pixels when later ones are drawn
 P_EXTRA = 0.35  # chance of one more instance of a present class, repeated while < 4 objects
 SHAPES = ("ellipse", "rounded_rect", "polygon", "blob")
+LAYOUT_STREAM = 2  # rng stream of the layout partition (the images use 0 for train, 1 for val)
 
 
 @lru_cache(maxsize=1)
@@ -192,3 +195,27 @@ def fill_void(label: np.ndarray) -> np.ndarray:
         grown = cv2.dilate(value, kernel)
         value[hole] = grown[hole]
     return np.where(value == 0, 1, value).astype(np.uint8) - 1  # all-void mask -> background
+
+
+def partition_layouts(folder: str | Path, n_train: int, n_val: int,
+                      seed: int) -> dict[str, list[Path]]:
+    """Split the ``*.png`` masks of ``folder`` into disjoint train and val pools.
+
+    The masks, sorted by name, are shuffled with ``numpy.random.default_rng([seed, 2])``; val
+    takes the first ``round(N * n_val / (n_train + n_val))`` (halves round up), train the rest.
+    Each pool is returned sorted by name. A pool that would be empty raises :class:`DataError`.
+    """
+    paths = sorted(Path(folder).glob("*.png"))
+    total = n_train + n_val
+    n_val_masks = (2 * len(paths) * n_val + total) // (2 * total)  # round half up, exactly
+    if not 0 < n_val_masks < len(paths):
+        needed = max(2, -(-total // (2 * n_val)), total // (2 * n_train) + 1)
+        raise DataError(
+            f"--layouts-from {folder}: {len(paths)} .png masks split in proportion to "
+            f"{n_train} train : {n_val} val images give {len(paths) - n_val_masks} train and "
+            f"{n_val_masks} val masks, but each split needs its own (val holds out layouts); "
+            f"put at least {needed} masks in the folder or make --n-train and --n-val less uneven")
+    order = np.random.default_rng([int(seed), LAYOUT_STREAM]).permutation(len(paths))
+    val = {int(i) for i in order[:n_val_masks]}
+    return {"train": [p for i, p in enumerate(paths) if i not in val],
+            "val": [p for i, p in enumerate(paths) if i in val]}

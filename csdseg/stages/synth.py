@@ -4,7 +4,8 @@
 
 The result is read like VOC: ``data.dataset=voc data.root=data/synth`` (train_aug.txt is a copy
 of train.txt, so the VOC split defaults work). ``--layouts-from`` takes object shapes and class
-sets from real VOC-style masks (e.g. VOC2012/SegmentationClass) instead of drawing them.
+sets from real VOC-style masks (e.g. VOC2012/SegmentationClass) instead of drawing them; train
+and val use disjoint parts of that folder, so val holds out object layouts.
 Rerunning the same command resumes. See docs/synthetic.md.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
     parser.add_argument("--layouts-from", metavar="MASK_DIR", default=None,
-                        help="take layouts from these VOC-style palette PNG masks")
+                        help="take layouts from these VOC-style palette PNG masks; train and val "
+                        "draw from disjoint parts of the folder (val holds out layouts)")
     parser.add_argument("--p-context", type=float, default=P_CONTEXT,
                         help=f"chance that the background is a present class's context ({P_CONTEXT})")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
