@@ -27,6 +27,39 @@ def test_output_strides(model: IRNet, hw: tuple[int, int]) -> None:
     assert boundary.shape == (h, w) and 0 <= boundary.min() and boundary.max() <= 1
 
 
+@pytest.mark.parametrize("hw, crop, padded", [((70, 53), 96, (96, 96)),
+                                              ((70, 53), 64, (80, 64)), ((64, 64), 64, (64, 64))])
+def test_boundary_input_is_zero_padded_as_official(model: IRNet, hw, crop, padded) -> None:
+    """The image and its mirror are zero-padded bottom/right to crop_size (IRN's
+    EdgeDisplacement); a side longer than crop_size to its length rounded up to 16."""
+    model.eval()
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    x = torch.randn(3, *hw)
+    try:
+        boundary, dp = model.edge_displacement(x, crop)
+    finally:
+        handle.remove()
+    (inp,) = seen
+    assert inp.shape == (2, 3, *padded)
+    assert torch.equal(inp[0, :, :hw[0], :hw[1]], x) and torch.equal(inp[1, :, :hw[0], :hw[1]], x.flip(-1))
+    assert inp[:, :, hw[0]:].abs().sum() == 0 and inp[:, :, :, hw[1]:].abs().sum() == 0
+    h, w = -(-hw[0] // 4), -(-hw[1] // 4)
+    assert boundary.shape == (h, w) and dp.shape == (2, h, w)
+    torch.testing.assert_close(model.infer_boundary(x, crop), boundary)
+
+
+def test_random_walk_restores_the_callers_denormal_setting() -> None:
+    from csdseg.ops.random_walk import flush_denormal_enabled, random_walk
+
+    cams, boundary = torch.rand(1, 6, 6), torch.rand(6, 6)
+    for setting in (True, False):
+        torch.set_flush_denormal(setting)
+        random_walk(cams, boundary, exp_times=2)
+        assert flush_denormal_enabled() == setting
+    torch.set_flush_denormal(False)
+
+
 def test_resnet50_branch_widths() -> None:
     net = IRNet("resnet50", "none")
     widths = [m[0].in_channels for m in net.edge_layers[:5]]

@@ -28,6 +28,35 @@ def test_single_scale_equals_upsampled_normalised_maps():
     assert torch.allclose(high, ref, atol=1e-6)
 
 
+def test_resize_convention_for_vit_grids():
+    """A ViT's floor(H/p) grid is resized straight to (H, W) (the official MCTformer), not
+    strided-and-cropped (IRN's CNN convention); both agree where H, W are multiples of 16."""
+    torch.manual_seed(0)
+    maps = torch.rand(1, 2, 2, 3)  # a 37 x 53 image: floor(37/16) x floor(53/16) patches
+    cam_fn = lambda x: maps  # noqa: E731
+    args = ([torch.zeros(1, 3, 37, 53)], (37, 53), torch.tensor([0, 1]), torch.device("cpu"),
+            "minmax")
+    _, high = multiscale_cam(cam_fn, *args, upsample="resize")
+    ref = F.interpolate(maps, (37, 53), mode="bilinear", align_corners=False)[0]
+    low_ = ref.amin(dim=(1, 2), keepdim=True)
+    ref = (ref - low_) / (ref.amax(dim=(1, 2), keepdim=True) - low_ + 1e-8)
+    assert torch.allclose(high, ref, atol=1e-6)
+    _, strided = multiscale_cam(cam_fn, *args, upsample="strided")
+    assert (strided - high).abs().max() > 0.1
+    even = ([torch.zeros(1, 3, 32, 48)], (32, 48), torch.tensor([0]), torch.device("cpu"))
+    torch.testing.assert_close(multiscale_cam(cam_fn, *even, upsample="resize"),
+                               multiscale_cam(cam_fn, *even, upsample="strided"))
+    with pytest.raises(ValueError, match="upsample must be one of strided, resize"):
+        multiscale_cam(cam_fn, *args, upsample="nearest")
+
+
+def test_every_cam_model_states_its_upsampling():
+    from csdseg.models import build_model
+
+    assert build_model("resnet10t_cam", 3).upsample == "strided"
+    assert build_model("mctformer_v2_tiny", 3).upsample == "resize"
+
+
 def test_flip_is_undone_before_summing():
     # a "network" that returns the input's first channel: the mirrored view, flipped back,
     # must add up to twice the original map

@@ -31,6 +31,7 @@ def _make_last_stage_stride_one(stage: nn.Module) -> None:
 
 class CAMResNet(nn.Module):
     feature_stride = 16
+    upsample = "strided"  # ceil(H/16) cells, the last overhanging: IRN's resize-then-crop
 
     def __init__(self, arch: str, num_classes: int, pretrained: str = "none",
                  detach_after: int = 2, frozen_bn: bool = True) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from csdseg.models.cam_resnet import _make_last_stage_stride_one
 from csdseg.models.pretrained import create_timm_model
@@ -143,11 +144,33 @@ class IRNet(nn.Module):
         ]
 
     @torch.no_grad()
-    def infer_boundary(self, x: torch.Tensor) -> torch.Tensor:
-        """IRN's EdgeDisplacement: x [3, H, W] -> boundary probability [h, w], the mean of the
-        image's and its mirror's logits, then a sigmoid."""
-        edge, _ = self(torch.stack([x, x.flip(-1)]))
-        return torch.sigmoid(edge[0, 0] / 2 + edge[1, 0].flip(-1) / 2)
+    def edge_displacement(self, x: torch.Tensor, crop_size: int = 512
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """IRN's EdgeDisplacement: x [3, H, W] -> (boundary probability [h, w], displacement
+        [2, h, w]), h, w = ceil(H/4), ceil(W/4). The boundary is the sigmoid of the mean of the
+        image's and its mirror's logits; the displacement is the image's.
+
+        As the official code, the image and its mirror are zero-padded at the bottom and right
+        to ``crop_size`` x ``crop_size`` (IRN's training crop) before the network and the
+        outputs cropped back: GroupNorm's statistics span the whole map, so the padding changes
+        the result, and it makes inference see what training on zero-padded crops saw. Where a
+        side exceeds ``crop_size`` it is padded to its own length rounded up to a multiple of
+        16 instead (the official negative padding would crop the image, e.g. on COCO).
+        """
+        if x.dim() != 3:
+            raise ValueError(f"edge_displacement takes one image [3, H, W], got {tuple(x.shape)}")
+        size = x.shape[-2:]
+        h, w = (size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1
+        pad_h, pad_w = (max(crop_size, -(-s // 16) * 16) - s for s in size)
+        pair = F.pad(torch.stack([x, x.flip(-1)]), [0, pad_w, 0, pad_h])
+        edge, dp = self(pair)
+        edge, dp = edge[..., :h, :w], dp[..., :h, :w]
+        return torch.sigmoid(edge[0, 0] / 2 + edge[1, 0].flip(-1) / 2), dp[0]
+
+    @torch.no_grad()
+    def infer_boundary(self, x: torch.Tensor, crop_size: int = 512) -> torch.Tensor:
+        """The boundary probability [ceil(H/4), ceil(W/4)] of :meth:`edge_displacement`."""
+        return self.edge_displacement(x, crop_size)[0]
 
 
 def irnet(backbone: str = "resnet50.tv_in1k", pretrained: str = "none",

@@ -31,6 +31,10 @@ HUB_NAME = "deit_small_patch16_224.fb_in1k"
 class MCTformer(nn.Module):
     """Multi-class-token DeiT. ``version`` 1 or 2; ``img_size`` fixes the native position grid."""
 
+    # floor(H/p) patches, the remainder pixels dropped: maps are resized straight to (H, W),
+    # as the official generate_attention_maps_ms does (csdseg.ops.cam)
+    upsample = "resize"
+
     def __init__(self, num_classes: int, version: int = 2, img_size: int = 224,
                  patch_size: int = 16, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1,

@@ -29,9 +29,17 @@ TINY = 1e-30
 _DEPTH = 0  # nesting depth of cpu_walk_mode
 
 
+def flush_denormal_enabled() -> bool:
+    """Whether the CPU flushes float32 denormals to zero now (torch has no getter for the
+    setting of ``torch.set_flush_denormal``): halve the smallest normal and see."""
+    tiny = torch.tensor([torch.finfo(torch.float32).tiny])
+    return bool((tiny / 2).item() == 0.0)
+
+
 @contextlib.contextmanager
 def cpu_walk_mode(device: torch.device, threads: int = 1) -> Iterator[None]:
-    """On the CPU: flush denormals to zero and use ``threads`` threads (0 = leave as is).
+    """On the CPU: flush denormals to zero and use ``threads`` threads (0 = leave as is);
+    both settings are restored on exit.
 
     One sparse product is ~2 ms of work; with several OpenMP threads on a busy machine the
     thread hand-offs cost ~20x that, so a single thread per walk (and one process per core
@@ -41,7 +49,7 @@ def cpu_walk_mode(device: torch.device, threads: int = 1) -> Iterator[None]:
     if device.type != "cpu" or _DEPTH:  # elsewhere, or already inside (nested calls)
         yield
         return
-    before = torch.get_num_threads()
+    before, flushing = torch.get_num_threads(), flush_denormal_enabled()
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)
@@ -52,7 +60,7 @@ def cpu_walk_mode(device: torch.device, threads: int = 1) -> Iterator[None]:
             yield
     finally:
         _DEPTH -= 1
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(flushing)  # the caller's setting, not always off
         torch.set_num_threads(before)
 
 

@@ -59,7 +59,7 @@ def run(cfg: Config) -> dict:
     for item in tqdm(loader, desc="make-cam", disable=not dist.is_main()):
         keys = torch.from_numpy(np.nonzero(item["label"].numpy())[0])
         low, high = multiscale_cam(cam_fn, item["views"], tuple(item["size"]), keys, device,
-                                   cfg.cam.normalize)
+                                   cfg.cam.normalize, model.upsample, model.feature_stride)
         atomic_save_npy(out_dir / f"{item['id']}.npy",
                         {"keys": keys.numpy(), "cam": low.numpy(), "high_res": high.numpy()})
     dist.barrier()

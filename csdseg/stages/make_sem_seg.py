@@ -5,7 +5,8 @@ Reads ``runs/<name>/cam/<id>.npy`` for every image of ``data.infer_split`` and w
 kept, so an interrupted run resumes.
 
 - ``irn.method=rw`` (IRN's make_sem_seg_labels): the boundary map of the trained IRN
-  (``checkpoints/irn.pt``, from ``csdseg train-irn``) on the image and its mirror; the
+  (``checkpoints/irn.pt``, from ``csdseg train-irn``) on the image and its mirror, each
+  zero-padded to ``irn.crop_size`` as the official code does (IRNet.edge_displacement); the
   stride-4 CAMs walked 2^exp_times steps over affinities within ``irn.walk_radius`` (beta 10),
   upsampled, max-normalised, against a constant background of ``irn.sem_seg_bg_threshold``.
 - ``irn.method=crf``: the full-resolution CAMs with a constant background score
@@ -74,7 +75,7 @@ def walk_one(model: IRNet, source: Source, cam_dir: Path, image_id: str, cfg: Ir
     keys = np.asarray(record["keys"], np.int64)
     if keys.size == 0:
         return np.zeros(img.shape[:2], np.uint8)
-    boundary = model.infer_boundary(torch.from_numpy(normalize(img)).to(device))
+    boundary = model.infer_boundary(torch.from_numpy(normalize(img)).to(device), cfg.crop_size)
     cams = torch.from_numpy(np.asarray(record["cam"], np.float32)).to(device)
     _check_size(cams.shape[1:], boundary.shape, cam_path)
     rw = random_walk(cams, boundary, cfg.beta, cfg.exp_times, cfg.walk_radius, cfg.walk_threads)
