@@ -1,4 +1,5 @@
-"""CAM classifiers: every registered ResNet CAM model checked on the CPU with tiny inputs."""
+"""CAM classifiers: every registered ResNet and EfficientNet-Lite CAM model checked on the CPU
+with tiny inputs (random weights; the Lite weights files: tests/test_cam_efficientnet.py)."""
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from csdseg.models import MODELS, build_cam_model, build_model
 from csdseg.models import pretrained as pretrained_mod
 
 RESNET_CAMS = [n for n, (module, _) in MODELS.items() if module == "csdseg.models.cam_resnet"]
+LITE_CAMS = [n for n, (module, _) in MODELS.items() if module == "csdseg.models.cam_efficientnet"]
 
 
 class CamModelTester:
@@ -57,9 +59,29 @@ class TestResnet50Cam(CamModelTester):
     name = "resnet50_cam"
 
 
-def test_every_resnet_cam_model_has_a_tester():
+class TestEfficientnetLite0Cam(CamModelTester):
+    name = "efficientnet_lite0_cam"
+
+
+class TestEfficientnetLite1Cam(CamModelTester):
+    name = "efficientnet_lite1_cam"
+
+
+class TestEfficientnetLite2Cam(CamModelTester):
+    name = "efficientnet_lite2_cam"
+
+
+def test_every_cnn_cam_model_has_a_tester():
     tested = {cls.name for cls in CamModelTester.__subclasses__()}
-    assert set(RESNET_CAMS) <= tested
+    assert len(LITE_CAMS) == 3 and set(RESNET_CAMS + LITE_CAMS) <= tested
+
+
+@pytest.mark.parametrize("name", ["resnet10t_cam", "efficientnet_lite0_cam"])
+def test_irn_freezing_options_reach_each_cnn_family(name):
+    model = build_cam_model(ModelConfig(name=name, pretrained="none", detach_after=1,
+                                        frozen_bn=False), 3)
+    assert model.detach_after == 1 and not model.frozen_bn
+    assert model.feature_stride == 16 and model.upsample == "strided"
 
 
 def test_irn_freezing_logits_and_frozen_bn():

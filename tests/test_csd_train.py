@@ -76,3 +76,20 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
     assert main(["show-csd", *args, "name=csd", "csd.from_run=base", "--n", "3", "--out",
                  str(grid), "--checkpoint", str(runs / "csd" / "checkpoints" / "cam.pt")]) == 0
     assert grid.is_file() and (setup["tmp"] / "grid_cooccurrence.png").is_file()
+
+
+def test_csd_with_the_frozen_baseline_teacher_trains(setup, capsys):
+    args, runs = setup["args"], setup["runs"]
+    if not (runs / "base" / "ir_label").is_dir():  # made by the test above when run with it
+        assert main(["make-cam", *args, "name=base"]) == 0
+        assert main(["make-csd-masks", *args, "name=frozen", "csd.from_run=base"]) == 0
+    assert main(["train-cam", *args, "name=frozen", f"train.init_from={runs / 'base'}",
+                 "train.max_steps=4", "csd.enabled=true", "csd.from_run=base",
+                 "csd.teacher=frozen"]) == 0
+    rows = read_log(runs / "frozen" / "logs" / "train_cam.jsonl", "step")
+    assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
+    assert any(r["loss_fg"] > 0 for r in rows)
+    # without a baseline run to take the teacher from: refused, naming the option
+    assert main(["train-cam", *args, "name=alone", "csd.enabled=true", "csd.teacher=frozen",
+                 "csd.mask_source=" + str(runs / "base" / "ir_label")]) == 2
+    assert "csd.teacher=frozen needs csd.from_run" in capsys.readouterr().err

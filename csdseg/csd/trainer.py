@@ -1,13 +1,15 @@
 """CSD as a plug-in to train-cam: the dataset wrapper, the collate function and the step.
 
 One student forward on [X_m (B); X_sm_fg (M); X_sm_bg (M)]; the teacher pass on X_s (M) is
-separate: eval mode without gradient (teacher=detached), an EMA copy (ema), or appended to the
-student batch with gradient in train mode (joint). Works with any model of the CAM contract
+separate: eval mode without gradient (teacher=detached), an EMA copy (ema), the baseline
+checkpoint that made the masks, never updated (frozen), or appended to the student batch with
+gradient in train mode (joint). Works with any model of the CAM contract
 (csdseg/models/__init__.py): only ``logits``/``maps`` and ``classification_loss`` are used.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -23,13 +25,14 @@ from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
-from csdseg.engine.checkpoint import unwrap
+from csdseg.engine.checkpoint import load_weights, unwrap
+from csdseg.models import build_cam_model
 from csdseg.ops.confident_labels import split_fg_bg
 from csdseg.runs import MissingInputError, RunDir
 
 log = logging.getLogger("csdseg.csd")
 
-CHOICES = {"teacher": ("detached", "joint", "ema"), "kl_channels": ("all", "pasted"),
+CHOICES = {"teacher": ("detached", "joint", "ema", "frozen"), "kl_channels": ("all", "pasted"),
            "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
            "normalizer": NORMALIZERS, "kl_classes": ("all", "present"),
            "teacher_classes": ("all", "pasted")}
@@ -42,6 +45,29 @@ def check_config(cfg: CsdConfig) -> None:
                               f"got '{getattr(cfg, key)}'")
     if cfg.temperature <= 0 or cfg.tau < 0 or not 0 <= cfg.ema_momentum < 1:
         raise ConfigError("csd.temperature must be > 0, csd.tau >= 0, csd.ema_momentum in [0, 1)")
+    if cfg.teacher == "frozen" and not cfg.from_run:
+        raise ConfigError("csd.teacher=frozen needs csd.from_run: the baseline run whose "
+                          "checkpoints/cam.pt made the masks is the teacher")
+
+
+def load_frozen_teacher(cfg: Config, num_classes: int) -> nn.Module:
+    """The baseline classifier of ``csd.from_run`` (its checkpoints/cam.pt, loaded as
+    train.init_from loads a warm start): eval mode, no gradient, never updated."""
+    base = cfg.csd.from_run
+    if not base or base == cfg.name:
+        raise ConfigError(f"csd.teacher=frozen needs csd.from_run naming the baseline run, not "
+                          f"this run ('{cfg.name}'), whose checkpoint changes as it trains")
+    path = RunDir(Path(cfg.run_root) / base).checkpoint("cam")
+    if not path.is_file():
+        raise MissingInputError(f"csd.teacher=frozen: the baseline checkpoint {path} does not "
+                                f"exist; train the baseline first (csdseg train-cam name={base})")
+    # its weights replace the ImageNet ones: build without them (no hub access needed)
+    teacher = build_cam_model(dataclasses.replace(cfg.model, pretrained="none"), num_classes)
+    load_weights(teacher, path, expect={"model": cfg.model.name, "num_classes": num_classes})
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    log.info("csd: frozen teacher from %s", path)
+    return teacher.eval()
 
 
 def mask_dir(cfg: Config) -> tuple[Path, str]:
@@ -65,9 +91,12 @@ def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
 class CSDStep:
     """step_fn(model, batch) -> (loss, scalars); keeps the EMA teacher and per-epoch counts."""
 
-    def __init__(self, cfg: CsdConfig) -> None:
+    def __init__(self, cfg: CsdConfig, frozen: nn.Module | None = None) -> None:
+        if cfg.teacher == "frozen" and frozen is None:
+            raise ValueError("csd.teacher=frozen: pass the baseline model (load_frozen_teacher)")
         self.cfg = cfg
         self.ema: nn.Module | None = None
+        self.frozen = frozen  # teacher=frozen: never trained, never in the optimiser
         self.epoch, self.skipped, self.warned = -1, 0, False
 
     # --- teacher -----------------------------------------------------------------------------
@@ -88,7 +117,10 @@ class CSDStep:
         return self.ema
 
     def _teacher_maps(self, model: nn.Module, x_s: torch.Tensor) -> torch.Tensor:
-        net = self._update_ema(model) if self.cfg.teacher == "ema" else unwrap(model)
+        if self.cfg.teacher == "frozen":
+            net = self.frozen.to(x_s.device).eval()  # .to: a no-op after the first step
+        else:
+            net = self._update_ema(model) if self.cfg.teacher == "ema" else unwrap(model)
         was_training = net.training
         net.eval()
         with torch.no_grad():
@@ -189,4 +221,5 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
              folder, n_multi, len(source), len(excluded),
              f" ({', '.join(excluded[:8])}{'...' if len(excluded) > 8 else ''})" if excluded else "")
     csd_data = CSDDataset(dataset, store, sampler, cfg.csd.apply_to, cfg.csd.fg_paste)
-    return csd_data, CSDStep(cfg.csd), csd_collate
+    frozen = load_frozen_teacher(cfg, source.num_classes) if cfg.csd.teacher == "frozen" else None
+    return csd_data, CSDStep(cfg.csd, frozen), csd_collate

@@ -8,7 +8,11 @@ make-cam and CSD work with any of them:
 - ``classification_loss(out, labels: [B, K]) -> scalar`` (multilabel soft-margin for IRN);
 - ``param_groups(cfg: OptimConfig) -> list[dict]`` for the optimiser;
 - ``cam(x: [B, 3, H, W]) -> [B, K, h, w]``: the maps make-cam sums over scales (ReLU applied);
-- ``feature_stride: int``.
+- ``feature_stride: int``;
+- ``upsample: str``, how the map grid lies on the image's pixels, which make-cam follows
+  (csdseg.ops.cam): ``"strided"`` for a CNN whose grid has ceil(H/s) cells, the last one
+  overhanging (resize to ceil(H/s)*s, then crop: IRN), ``"resize"`` for a ViT whose grid has
+  floor(H/p) cells covering the image (resize straight to H x W: the official MCTformer).
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "resnet50_cam": ("csdseg.models.cam_resnet", "resnet50_cam"),
     "resnet18_cam": ("csdseg.models.cam_resnet", "resnet18_cam"),
     "resnet10t_cam": ("csdseg.models.cam_resnet", "resnet10t_cam"),
+    "efficientnet_lite0_cam": ("csdseg.models.cam_efficientnet", "efficientnet_lite0_cam"),
+    "efficientnet_lite1_cam": ("csdseg.models.cam_efficientnet", "efficientnet_lite1_cam"),
+    "efficientnet_lite2_cam": ("csdseg.models.cam_efficientnet", "efficientnet_lite2_cam"),
     "mctformer_v1": ("csdseg.models.mctformer", "mctformer_v1"),
     "mctformer_v2": ("csdseg.models.mctformer", "mctformer_v2"),
     "mctformer_v1_tiny": ("csdseg.models.mctformer", "mctformer_v1_tiny"),
@@ -43,14 +50,16 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", **kwargs:
 
 
 def build_cam_model(cfg: "ModelConfig", num_classes: int) -> nn.Module:
-    """The CAM classifier ``cfg`` describes (the ResNet family takes IRN's freezing options)."""
+    """The CAM classifier ``cfg`` describes (the ResNet and EfficientNet-Lite families take
+    IRN's freezing options)."""
     if cfg.num_classes and cfg.num_classes != num_classes:
         from csdseg.config import ConfigError
 
         raise ConfigError(f"model.num_classes={cfg.num_classes} but the dataset has {num_classes} "
                           "classes; set model.num_classes=0 to take it from the dataset")
     kwargs: dict[str, Any] = {}
-    if MODELS.get(cfg.name, ("",))[0] == "csdseg.models.cam_resnet":
+    if MODELS.get(cfg.name, ("",))[0] in ("csdseg.models.cam_resnet",
+                                          "csdseg.models.cam_efficientnet"):
         kwargs = {"detach_after": cfg.detach_after, "frozen_bn": cfg.frozen_bn}
     elif MODELS.get(cfg.name, ("",))[0] == "csdseg.models.mctformer":
         kwargs = {"drop_path_rate": cfg.drop_path_rate, "patch_attn_refine": cfg.patch_attn_refine}

