@@ -108,7 +108,7 @@ class CsdConfig:
     tau: float = 0.1  # co-occurrence softmax temperature
     beta: float = 0.15  # constant background score in the per-cell distribution
     temperature: float = 0.1  # softmax temperature T of the per-cell distribution
-    teacher: str = "detached"  # detached | joint | ema
+    teacher: str = "detached"  # detached | joint | ema | frozen (from_run's checkpoints/cam.pt)
     kl_channels: str = "all"  # all | pasted
     apply_to: str = "multi"  # multi | all
     fg_paste: str = "same_location"  # same_location | random
@@ -343,6 +343,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.dataset must be voc, coco or custom, got '{cfg.data.dataset}'")
     if len(cfg.train.resize_long) != 2 or cfg.train.resize_long[0] > cfg.train.resize_long[1]:
         raise ConfigError("train.resize_long must be [min, max] with min <= max")
+    if cfg.train.augment not in ("irn", "mct"):  # csdseg.data.augment.CAM_RECIPES
+        raise ConfigError(f"train.augment must be irn or mct, got '{cfg.train.augment}'")
     if not cfg.cam.scales or any(s <= 0 for s in cfg.cam.scales):
         raise ConfigError("cam.scales must be a non-empty list of positive numbers")
     if cfg.optim.name not in ("sgd", "adamw") or cfg.optim.schedule not in ("poly", "cosine"):

@@ -12,7 +12,9 @@ Stages talk to each other only through these files, so any stage can be rerun al
       checkpoints/seg.pt        segmentation network
       logs/<stage>.jsonl        one JSON object per logged step / epoch
       tb/<stage>/               TensorBoard event files
-      reports/<stage>.json      evaluation reports
+      reports/<stage>_<split>[_<variant>].json   evaluation reports, one per split (and per
+                                variant: eval_seg with the dense CRF is ``eval_seg_val_crf``)
+      reports/pipeline.{json,md}  the pipeline's baseline / control / CSD table
 """
 from __future__ import annotations
 
@@ -58,6 +60,11 @@ class RunDir:
     def report(self, stage: str) -> Path:
         return self.root / "reports" / f"{stage}.json"
 
+    def eval_report(self, stage: str, split: str, variant: str = "") -> Path:
+        """An evaluation report: one file per (stage, split, variant), so evaluating another
+        split never overwrites the first."""
+        return self.report(f"{stage}_{split}" + (f"_{variant}" if variant else ""))
+
     def config(self, stage: str) -> Path:
         return self.root / "configs" / f"{stage}.yaml"
 
@@ -72,3 +79,15 @@ class RunDir:
         if not path.exists() or (path.is_dir() and not any(path.iterdir())):
             raise MissingInputError(f"{path} is missing or empty; run `csdseg {made_by}` first")
         return path
+
+
+def eval_report_path(cfg: Config, stage: str) -> Path:
+    """Where ``stage`` (eval_cam | eval_sem_seg | eval_seg) writes its report for ``cfg``."""
+    run = RunDir.from_config(cfg)
+    if stage == "eval_seg":
+        return run.eval_report(stage, cfg.seg.eval_split, "crf" if cfg.seg.crf else "")
+    if stage == "eval_sem_seg":  # one report per refiner: the random walk or CAM + CRF
+        return run.eval_report(stage, cfg.data.eval_split, cfg.irn.method)
+    if stage == "eval_cam":
+        return run.eval_report(stage, cfg.data.eval_split)
+    raise ValueError(f"{stage} is not an evaluation stage (eval_cam, eval_sem_seg, eval_seg)")

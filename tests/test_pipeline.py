@@ -9,9 +9,10 @@ import pytest
 
 from csdseg.cli import main as cli_main
 from csdseg.config import ConfigError
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import pipeline
-from csdseg.stages.pipeline import DOWNSTREAM, csd_config, done_reason, execute, plan
+from csdseg.stages.pipeline import (DOWNSTREAM, control_config, csd_config, done_reason, execute,
+                                    plan)
 
 PRESET = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml")
 
@@ -74,7 +75,7 @@ def test_skip_rules(synth_root, tmp_path):
     assert done_reason("make-cam", cfg) is None  # one CAM missing
     (rd.cam_dir / f"{ids[-1]}.npy").write_bytes(b"x")
     assert done_reason("make-cam", cfg) == "every train file in cam/"
-    report = rd.report("eval_cam")
+    report = eval_report_path(cfg, "eval_cam")
     report.parent.mkdir()
     report.write_text("{}")
     os.utime(report, (1e9, 1e9))  # older than the CAMs: stale
@@ -97,36 +98,45 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     status = {(r["run"], r["stage"]): r["status"] for r in first["steps"]}
     assert all(status[("pl", s)] == "ran" for s in pipeline.CAM_STAGES)
     assert status[("pl_csd", "make-csd-masks")] == "ran"
-    assert all(status[("pl_csd", s)] == "ran" for s in pipeline.CAM_STAGES)
-    assert {status[(r, s)] for r in ("pl", "pl_csd") for s in DOWNSTREAM} == {"not selected"}
+    assert all(status[(r, s)] == "ran" for r in ("pl_csd", "pl_ctl") for s in pipeline.CAM_STAGES)
+    assert {status[(r, s)] for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM} == \
+        {"not selected"}
+    # the control is the CSD run with CSD off and nothing else changed
+    ctl_cfg, csd_cfg = control_config(PRESET, over), csd_config(PRESET, over)
+    assert not ctl_cfg.csd.enabled and csd_cfg.csd.enabled
+    for section in ("train", "optim", "model", "data", "cam"):
+        assert getattr(ctl_cfg, section) == getattr(csd_cfg, section), section
+    assert ctl_cfg.seed == csd_cfg.seed and ctl_cfg.train.init_from.endswith("pl")
     # CAM stages all done, so a full run trains the downstream stages only
     second = pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, gallery=2)
     got = [(r["run"], r["stage"], r["status"]) for r in second["steps"]]
-    want_ran = {("pl", s) for s in DOWNSTREAM} | {("pl_csd", s) for s in DOWNSTREAM}
+    want_ran = {(r, s) for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM}
     # the baseline's confident labels were already made for CSD's masks (same split)
     want_ran.discard(("pl", "make-ir-label"))
     assert {(r, s) for r, s, st in got if st == "ran"} == want_ran
     # the table holds exactly the reports' numbers
     rows = {r["key"]: r for r in second["table"]}
-    for run, col in (("pl", "baseline"), ("pl_csd", "csd")):
-        reports = RunDir(tmp_path / run).root / "reports"
-        cam = json.loads((reports / "eval_cam.json").read_text())
+    for cfg, col in ((pipeline.load_config(PRESET, over), "baseline"), (ctl_cfg, "control"),
+                     (csd_cfg, "csd")):
+        cam = json.loads(eval_report_path(cfg, "eval_cam").read_text())
         assert rows["cam_miou"][col] == cam["miou"]
         assert rows["cam_best_miou"][col] == cam["best"]["miou"]
-        sem_seg = json.loads((reports / "eval_sem_seg.json").read_text())
+        assert rows["cam_cooccurrence"][col] == cam["cooccurrence"]["mean"]
+        sem_seg = json.loads(eval_report_path(cfg, "eval_sem_seg").read_text())
         assert rows["pseudo_miou"][col] == sem_seg["miou"]
-        assert rows["seg_miou"][col] == json.loads((reports / "eval_seg.json").read_text())["miou"]
+        seg_report = json.loads(eval_report_path(cfg, "eval_seg").read_text())
+        assert rows["seg_miou"][col] == seg_report["miou"]
     seg = rows["seg_miou"]
-    assert seg["delta"] == pytest.approx(seg["csd"] - seg["baseline"])
+    assert seg["delta"] == pytest.approx(seg["csd"] - seg["control"])  # never CSD - baseline
     assert (tmp_path / "pl" / "reports" / "pipeline.md").is_file()
     assert second["report"] == tmp_path / "pl" / "report.html"
     # a third run (through the CLI) skips every stage and says so
     capsys.readouterr()
     assert cli_main(["pipeline", "-c", PRESET, "--baseline-and-csd", "--gallery", "2", *over]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[pipeline] pl")]
-    assert len(lines) == 2 * 9 + 1 and all(" skipped (" in l for l in lines), lines
+    assert len(lines) == 3 * 9 + 1 and all(" skipped (" in l for l in lines), lines
     # a deleted report is remade, and --from/--to limit the work to that stage
-    (tmp_path / "pl_csd" / "reports" / "eval_sem_seg.json").unlink()
+    eval_report_path(csd_cfg, "eval_sem_seg").unlink()
     third = pipeline.execute(pipeline.plan(pipeline.load_config(PRESET, over),
                                            csd_config(PRESET, over)),
                              "make-sem-seg", "eval-sem-seg", echo=False)

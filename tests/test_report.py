@@ -23,7 +23,7 @@ from csdseg.engine.logger import RunLogger
 from csdseg.io import atomic_save_npy
 from csdseg.report.html import build_report
 from csdseg.report.table import write_table
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import eval_cam, eval_sem_seg
 from csdseg.stages.make_ir_label import save_label_png
 
@@ -59,20 +59,23 @@ def runs(synth_root, tmp_path_factory):
     base = tiny_config(synth_root, run_root, "name=base", *common)
     csd = tiny_config(synth_root, run_root, "name=base_csd", "csd.enabled=true",
                       "csd.from_run=base", *common)
+    ctl = tiny_config(synth_root, run_root, "name=base_ctl", *common)
     _fake_run(base, over_activate=True)
+    _fake_run(ctl, over_activate=True)
     _fake_run(csd, over_activate=False)
-    table, markdown = write_table(base, csd)
-    path = build_report(base, csd, table, n_gallery=4)
+    table, markdown = write_table(base, ctl, csd)
+    path = build_report(base, ctl, csd, table, n_gallery=4)
     return base, csd, table, markdown, path
 
 
 def test_table_reads_the_reports(runs):
     base, csd, table, markdown, _ = runs
     rows = {r["key"]: r for r in table}
-    cam_b = json.loads(RunDir.from_config(base).report("eval_cam").read_text())
-    cam_c = json.loads(RunDir.from_config(csd).report("eval_cam").read_text())
-    assert rows["cam_miou"]["baseline"] == cam_b["miou"]
+    cam_b = json.loads(eval_report_path(base, "eval_cam").read_text())
+    cam_c = json.loads(eval_report_path(csd, "eval_cam").read_text())
+    assert rows["cam_miou"]["baseline"] == rows["cam_miou"]["control"] == cam_b["miou"]
     assert rows["cam_miou"]["csd"] == cam_c["miou"] == pytest.approx(1.0)
+    # delta is CSD - control (the control here over-activates like the baseline)
     assert rows["cam_miou"]["delta"] == pytest.approx(cam_c["miou"] - cam_b["miou"])
     assert rows["cam_miou"]["delta"] > 0.05
     assert rows["cam_best_miou"]["baseline"] == cam_b["best"]["miou"]
@@ -80,13 +83,15 @@ def test_table_reads_the_reports(runs):
     assert rows["pseudo_miou"]["baseline"] == rows["pseudo_miou"]["csd"] == pytest.approx(1.0)
     assert rows["seg_miou"]["baseline"] is None and rows["seg_miou"]["delta"] is None
     saved = json.loads(RunDir.from_config(base).report("pipeline").read_text())
-    assert saved["rows"] == table and saved["csd"] == "base_csd"
+    assert saved["rows"] == table and saved["csd"] == "base_csd" and saved["control"] == "base_ctl"
     md = (RunDir.from_config(base).root / "reports" / "pipeline.md").read_text()
     assert md.strip() == markdown.strip()
     line = next(l for l in markdown.splitlines() if l.startswith("| CAM mIoU @bg"))
-    assert line == (f"| CAM mIoU @bg threshold | {100 * cam_b['miou']:.1f} | 100.0 | "
-                    f"{100 * (1 - cam_b['miou']):+.1f} |")
-    assert "| segmentation mIoU (seg.eval_split) | - | - | - |" in markdown
+    assert line == (f"| CAM mIoU @bg threshold | {100 * cam_b['miou']:.1f} | "
+                    f"{100 * cam_b['miou']:.1f} | 100.0 | {100 * (1 - cam_b['miou']):+.1f} |")
+    assert "| segmentation mIoU (seg.eval_split) | - | - | - | - |" in markdown
+    assert markdown.splitlines()[0] == ("| metric | baseline (base) | control (base_ctl) | "
+                                        "CSD (base_csd) | CSD - control |")
 
 
 def test_report_is_self_contained_with_every_section(runs):
@@ -95,11 +100,15 @@ def test_report_is_self_contained_with_every_section(runs):
     html = path.read_text()
     for heading in ("Summary", "Per-class IoU", "Training curves", "Gallery"):
         assert f"<h2>{heading}" in html
+    # baseline, control and CSD side by side, with CSD - control
+    for head in ("baseline (base)", "control (base_ctl)", "CSD (base_csd)", "CSD - control"):
+        assert f"<th>{head}</th>" in html
     srcs = re.findall(r'<img src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(src|href)="(http|file|/)', html)
-    # 2 IoU charts (CAMs, pseudo-masks; no eval-seg yet), 1 curve, 4 rows x 6 gallery cells
-    assert len(srcs) == 2 + 1 + 4 * 6
+    # 2 IoU charts (CAMs, pseudo-masks; no eval-seg yet), 1 curve, 4 rows x 8 gallery cells
+    # (image, gt, then a CAM and a pseudo-mask for each of the three runs)
+    assert len(srcs) == 2 + 1 + 4 * 8
     assert html.count('class="chart"') == 3
     assert "no report yet (eval_seg)" in html
     for payload in DATA_URI.findall(html):

@@ -214,5 +214,5 @@ def test_tiny_deeplab_learns_the_shapes(shapes, tmp_path, one_thread):
     args = parser.parse_args(["--split", "val", "--json", f"data.root={shapes}", f"run_root={tmp_path}",
                               "name=tiny", "device=cpu", "seg.scales=[1.0]", "seg.flip=false"])
     assert eval_seg.main(args) == 0
-    assert json.loads((run / "reports" / "eval_seg.json").read_text())["miou"] == report["miou"]
+    assert json.loads((run / "reports" / "eval_seg_val.json").read_text())["miou"] == report["miou"]
     assert time.time() - start < 180

@@ -1,6 +1,6 @@
 """``runs/<name>/report.html``: one self-contained file (every image a base64 data URI).
 
-Sections: the baseline-vs-CSD table, per-class IoU bars (CAMs, pseudo-masks, segmentation),
+Sections: the baseline / control / CSD table, per-class IoU bars (CAMs, pseudo-masks, segmentation),
 train-cam loss curves (loss_cls, and CSD's loss_fg / loss_bg), and a gallery of images with
 their ground truth, CAM heat maps and pseudo-masks for each run.
 """
@@ -17,7 +17,7 @@ from csdseg.engine.logger import read_log
 from csdseg.io import atomic_write_text
 from csdseg.report.gallery import gallery_rows, pick_ids
 from csdseg.report.plots import iou_bars, training_curves
-from csdseg.report.table import format_cell, load_report
+from csdseg.report.table import headings, load_report, row_cells, run_names
 from csdseg.runs import RunDir
 
 STYLE = """
@@ -35,15 +35,12 @@ SECTIONS = [("eval_cam", "CAMs at the background threshold"),
             ("eval_sem_seg", "pseudo-masks"), ("eval_seg", "segmentation network")]
 
 
-def _table_html(rows: list[dict[str, Any]], base: str, csd: str | None) -> str:
-    heads = ["metric", f"baseline ({base})"] + ([f"CSD ({csd})", "delta"] if csd else [])
-    out = ['<table id="summary"><tr>' + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>"]
+def _table_html(rows: list[dict[str, Any]], names: dict[str, str | None]) -> str:
+    out = ['<table id="summary"><tr>' + "".join(f"<th>{escape(h)}</th>" for h in headings(names))
+           + "</tr>"]
     for r in rows:
-        cells = [escape(r["metric"]), format_cell(r["key"], r["baseline"])]
-        if csd:
-            cells += [format_cell(r["key"], r["csd"]),
-                      format_cell(r["key"], r["delta"], signed=True)]
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        out.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row_cells(r, names))
+                   + "</tr>")
     return "\n".join(out + ["</table>"])
 
 
@@ -51,22 +48,32 @@ def _img(uri: str, alt: str, cls: str = "") -> str:
     return f'<img src="{uri}" alt="{escape(alt)}"' + (f' class="{cls}"' if cls else "") + ">"
 
 
-def build_report(base: Config, csd: Config | None, table: list[dict[str, Any]],
-                 n_gallery: int = 8, out: Path | None = None) -> Path:
-    """Write the report (default ``runs/<base.name>/report.html``) and return its path."""
-    runs = {"baseline": RunDir.from_config(base)}
-    if csd is not None:
-        runs["csd"] = RunDir.from_config(csd)
-    title = f"csdseg report: {base.name}" + (f" vs {csd.name}" if csd is not None else "")
+def build_report(base: Config, control: Config | None, csd: Config | None,
+                 table: list[dict[str, Any]], n_gallery: int = 8, out: Path | None = None) -> Path:
+    """Write the report (default ``runs/<base.name>/report.html``) and return its path.
+
+    The baseline, its control (CSD off, same warm start and epochs) and the CSD run side by
+    side, wherever they exist."""
+    cfgs = {k: c for k, c in (("baseline", base), ("control", control), ("csd", csd))
+            if c is not None}
+    runs = {k: RunDir.from_config(c) for k, c in cfgs.items()}
+    names = run_names(base, control, csd)
+    title = f"csdseg report: {base.name}" + "".join(
+        f" vs {c.name}" for c in (control, csd) if c is not None)
     parts = [f"<h1>{escape(title)}</h1>",
              f"<p>written {datetime.datetime.now():%Y-%m-%d %H:%M}; runs in "
              f"{escape(str(Path(base.run_root).resolve()))}</p>",
-             "<h2>Summary</h2>", _table_html(table, base.name, csd.name if csd else None)]
+             "<h2>Summary</h2>", _table_html(table, names)]
+    if control is not None and csd is not None:
+        parts.append("<p>The control is the CSD run with CSD off: the same warm start from "
+                     "the baseline, the same epochs and learning rate. <b>CSD - control</b> is "
+                     "the effect of CSD alone; read it against the seed noise in "
+                     "docs/benchmarks.md.</p>")
 
     parts.append("<h2>Per-class IoU</h2>")
     for stage, label in SECTIONS:
-        series = {k: rep["per_class"] for k, rd in runs.items()
-                  if (rep := load_report(rd, stage)) is not None}
+        series = {k: rep["per_class"] for k, cfg in cfgs.items()
+                  if (rep := load_report(cfg, stage)) is not None}
         if series:
             parts.append(_img(iou_bars(series, f"per-class IoU: {label}"), label, "chart"))
         else:

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-COLOURS = {"baseline": "#7f8c8d", "csd": "#c0392b"}
+COLOURS = {"baseline": "#7f8c8d", "control": "#2980b9", "csd": "#c0392b"}
 
 
 def figure_uri(fig: Figure, dpi: int = 90) -> str:

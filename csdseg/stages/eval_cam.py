@@ -5,8 +5,10 @@ Each CAM becomes a label map as in IRN's eval_cam: a constant background score
 going to background. The report gives per-class IoU and mIoU at that threshold and at the best
 threshold of the sweep ``eval.sweep_start``..``eval.sweep_stop`` (computed in the same pass),
 plus context over-activation when the dataset records background contexts (synthetic data).
+It also gives mIoU over single- and over multi-label images and the confusion between
+co-occurring classes (see ``csdseg.evaluation_groups``), at both thresholds.
 
-Writes ``runs/<name>/reports/eval_cam.json``; ``--json`` prints that JSON instead of the table.
+Writes ``runs/<name>/reports/eval_cam_<split>.json`` (one file per split); ``--json`` prints that JSON instead of the table.
 """
 from __future__ import annotations
 
@@ -19,14 +21,14 @@ from csdseg.data import build_source
 from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_cams, format_report, sweep_thresholds, trivial_mious
 from csdseg.io import atomic_write_json
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 
 HELP = "score CAMs against ground-truth masks (mIoU at 0.15 and over a threshold sweep)"
 STAGE = "eval_cam"
 
 
 def evaluate(cfg: Config, progress: bool = True) -> dict[str, Any]:
-    """Compute the report and write it to ``reports/eval_cam.json``; returns the report."""
+    """Compute the report and write it to ``reports/eval_cam_<split>.json``; returns it."""
     run = RunDir.from_config(cfg)
     cam_dir = run.require(run.cam_dir, made_by="make-cam")
     source = build_source(cfg.data, cfg.data.eval_split)
@@ -42,7 +44,7 @@ def evaluate(cfg: Config, progress: bool = True) -> dict[str, Any]:
                            progress=progress)
     report["split"] = cfg.data.eval_split
     report["trivial"] = trivial_mious(source, source.ids)
-    atomic_write_json(run.report(STAGE), report)
+    atomic_write_json(eval_report_path(cfg, STAGE), report)
     return report
 
 

@@ -4,7 +4,7 @@ Each image is predicted at the scales ``seg.scales`` (0.5, 0.75, 1.0, 1.25, 1.5)
 horizontal flips (``seg.flip``); the softmax outputs are averaged at full resolution, optionally
 refined by a dense CRF (``seg.crf``, settings ``seg.crf_preset``), and the arg-max is the label.
 The report is the dataset-level mIoU table eval-cam prints, written to
-``reports/eval_seg.json``. ``--save-png`` also writes the labels as VOC-palette PNGs to
+``reports/eval_seg_<split>[_crf].json``. ``--save-png`` also writes the labels as VOC-palette PNGs to
 ``seg_pred/``; ``--submission`` writes the PASCAL VOC server layout
 ``results/VOC2012/Segmentation/comp6_test_cls/<id>.png`` (for splits without masks, e.g. test).
 """
@@ -27,7 +27,7 @@ from csdseg.errors import StageError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_save_png, atomic_write_json
 from csdseg.models.deeplab import load_seg_model, predict_probs
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 from csdseg.visualize import palette_png
 
 HELP = "score the segmentation network (multi-scale + flip, optional CRF) and write predictions"
@@ -94,7 +94,7 @@ def evaluate(cfg: Config, split: str | None = None, checkpoint: str | None = Non
     report = evaluate_labels(source, source.ids, predict_and_save, progress=progress)
     report.update(split=split, scales=list(seg.scales), flip=seg.flip, crf=seg.crf,
                   checkpoint=str(ckpt))
-    atomic_write_json(run.report(STAGE), report)
+    atomic_write_json(eval_report_path(cfg, STAGE), report)
     return report
 
 

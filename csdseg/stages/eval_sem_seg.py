@@ -2,7 +2,8 @@
 
 Every image of ``data.eval_split`` (IRN: VOC train) must have ``<folder>/<id>.png`` holding
 class indices (0 = background, 1..K; palette or L mode). The report gives per-class IoU and
-mIoU; it is written to ``runs/<name>/reports/eval_sem_seg.json``, and ``--json`` prints it.
+mIoU, single- vs multi-label mIoU and co-occurrence confusion; it is written to
+``runs/<name>/reports/eval_sem_seg_<split>_<irn.method>.json``, and ``--json`` prints it.
 ``--dir FOLDER`` scores any other folder of masks (e.g. confident labels or CRF masks).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from csdseg.data import build_source
 from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_write_json
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 
 HELP = "score pseudo-masks (or any folder of label PNGs) against ground truth: per-class IoU, mIoU"
 STAGE = "eval_sem_seg"
@@ -39,7 +40,10 @@ def evaluate(cfg: Config, folder: str | Path | None = None, progress: bool = Tru
     report = evaluate_labels(source, source.ids, target, made_by="make-sem-seg", progress=progress)
     report["split"] = cfg.data.eval_split
     report["folder"] = str(target)
-    atomic_write_json(run.report(STAGE), report)
+    # another folder than the run's pseudo-masks gets its own report, named after the folder
+    path = (eval_report_path(cfg, STAGE) if folder is None
+            else run.eval_report(STAGE, cfg.data.eval_split, f"dir_{target.name}"))
+    atomic_write_json(path, report)
     return report
 
 

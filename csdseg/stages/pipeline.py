@@ -3,11 +3,12 @@
   csdseg pipeline -c configs/synthetic_irn.yaml --baseline-and-csd [--from STAGE] [--to STAGE]
 
 Order: train-cam -> make-cam -> eval-cam [-> make-csd-masks (from the baseline's CAMs) ->
-train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline]
+train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline,
+and of its control ``<name>_ctl``: the same warm start, epochs and learning rate, CSD off]
 -> make-ir-label -> train-irn -> make-sem-seg -> eval-sem-seg -> train-seg -> eval-seg, for
 each run. A stage whose outputs are complete is skipped (see docs/pipeline.md); at the end the
-baseline-vs-CSD table is printed, written to ``runs/<name>/reports/pipeline.{json,md}``, and
-the HTML report to ``runs/<name>/report.html``.
+baseline / control / CSD table (with CSD - control) is printed, written to
+``runs/<name>/reports/pipeline.{json,md}``, and the HTML report to ``runs/<name>/report.html``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from csdseg.config import Config, ConfigError, load_config
 from csdseg.data import build_source
-from csdseg.runs import RunDir
+from csdseg.runs import RunDir, eval_report_path
 
 HELP = "run every stage (optionally baseline and CSD), skipping finished ones; print the table"
 log = logging.getLogger("csdseg.pipeline")
@@ -49,24 +50,42 @@ class Step:
     cfg: Config  # cfg.name is the run the stage works on (make-csd-masks: writes to from_run)
 
 
+def finetune_config(path: str | None, overrides: list[str], with_csd: bool, epochs: int = 0,
+                    extra: list[str] | None = None) -> Config:
+    """A run warm-started from the baseline at the fine-tuning rate: ``<name>_csd`` with CSD
+    on (masks from the baseline) or, with ``with_csd=False``, its control ``<name>_ctl``:
+    the same warm start, epochs, learning rate and ``extra`` overrides, CSD off. Only the
+    CSD switch differs, so CSD - control is CSD's own effect."""
+    base = load_config(path, overrides)
+    common = [f"train.init_from={base.run_dir}", f"train.epochs={epochs or base.train.epochs}",
+              f"optim.lr={base.optim.lr * base.csd.finetune_lr_mult}", *(extra or [])]
+    if with_csd:
+        return load_config(path, [*overrides, f"name={base.name}_csd", f"csd.from_run={base.name}",
+                                  *common, "csd.enabled=true"])
+    return load_config(path, [*overrides, f"name={base.name}_ctl", *common, "csd.enabled=false"])
+
+
 def csd_config(path: str | None, overrides: list[str], epochs: int = 0,
                extra: list[str] | None = None) -> Config:
-    """The CSD run's config: ``<name>_csd``, CSD on, masks and warm start from the baseline."""
-    base = load_config(path, overrides)
-    return load_config(path, [
-        *overrides, f"name={base.name}_csd", "csd.enabled=true", f"csd.from_run={base.name}",
-        f"train.init_from={base.run_dir}", f"train.epochs={epochs or base.train.epochs}",
-        f"optim.lr={base.optim.lr * base.csd.finetune_lr_mult}", *(extra or [])])
+    return finetune_config(path, overrides, True, epochs, extra)
 
 
-def plan(base: Config, csd: Config | None) -> list[Step]:
-    """The steps in execution order: both runs' CAM stages first, since CSD needs the
-    baseline's CAMs, then each run's downstream stages."""
+def control_config(path: str | None, overrides: list[str], epochs: int = 0,
+                   extra: list[str] | None = None) -> Config:
+    return finetune_config(path, overrides, False, epochs, extra)
+
+
+def plan(base: Config, csd: Config | None, control: Config | None = None) -> list[Step]:
+    """The steps in execution order: every run's CAM stages first (CSD needs the baseline's
+    CAMs), then each run's downstream stages: baseline, control, CSD."""
     steps = [Step(s, base) for s in CAM_STAGES]
     if csd is not None:
         steps += [Step("make-csd-masks", csd)] + [Step(s, csd) for s in CAM_STAGES]
-    for cfg in [base] + ([csd] if csd is not None else []):
-        steps += [Step(s, cfg) for s in DOWNSTREAM]
+    if control is not None:
+        steps += [Step(s, control) for s in CAM_STAGES]
+    for cfg in [base, control, csd]:
+        if cfg is not None:
+            steps += [Step(s, cfg) for s in DOWNSTREAM]
     return steps
 
 
@@ -118,7 +137,7 @@ def done_reason(stage: str, cfg: Config) -> str | None:
         inputs = [rd.checkpoint("seg")]
     else:
         raise ConfigError(f"unknown stage '{stage}'; stages: {', '.join(ORDER)}")
-    report = rd.report(stage.replace("-", "_"))
+    report = eval_report_path(cfg, stage.replace("-", "_"))
     return "report newer than its inputs" if _fresh(report, inputs) else None
 
 
@@ -184,11 +203,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", dest="stop", metavar="STAGE", choices=list(ORDER),
                         help="last stage to run")
     parser.add_argument("--baseline-and-csd", action="store_true",
-                        help="also train the CSD run <name>_csd and compare the two")
+                        help="also train the CSD run <name>_csd and its control <name>_ctl (the "
+                             "same warm start and epochs, CSD off) and compare the three")
     parser.add_argument("--csd-epochs", type=int, default=0,
-                        help="CSD run's train.epochs (warm-started; 0 = the baseline's)")
+                        help="train.epochs of the CSD run and its control (warm-started; 0 = "
+                             "the baseline's)")
     parser.add_argument("--csd-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override for the CSD run only, e.g. csd.lambda_bg=0.2 (repeatable)")
+                        help="override for the CSD run and its control, e.g. "
+                             "csd.lambda_bg=0.2 (repeatable; csd.enabled stays off in the "
+                             "control)")
     parser.add_argument("--gallery", type=int, default=8, help="images in the HTML report")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
@@ -201,17 +224,22 @@ def run_pipeline(path: str | None, overrides: list[str], baseline_and_csd: bool 
     from csdseg.report.table import write_table
 
     base = load_config(path, overrides)
-    csd = csd_config(path, overrides, csd_epochs, csd_set) if baseline_and_csd else None
-    records = execute(plan(base, csd), start, stop)
-    table, markdown = write_table(base, csd)
+    csd = control = None
+    if baseline_and_csd:
+        csd = csd_config(path, overrides, csd_epochs, csd_set)
+        control = control_config(path, overrides, csd_epochs, csd_set)
+    records = execute(plan(base, csd, control), start, stop)
+    table, markdown = write_table(base, control, csd)
     print(markdown)
     html = None
     if report:
         from csdseg.report.html import build_report
 
-        html = build_report(base, csd, table, n_gallery=gallery)
+        html = build_report(base, control, csd, table, n_gallery=gallery)
         print(f"[pipeline] report: {html}")
-    return {"steps": records, "table": table, "report": html}
+    return {"steps": records, "table": table, "report": html,
+            "names": {"baseline": base.name, "control": control.name if control else None,
+                      "csd": csd.name if csd else None}}
 
 
 def main(args: argparse.Namespace) -> int:
