@@ -64,7 +64,7 @@ def main() -> None:
             scores = np.concatenate([np.full((1,) + high.shape[1:], t, np.float32), high])
             preds[("cam", t)] = lut[scores.argmax(0)]
         cams = torch.from_numpy(np.asarray(record["cam"], np.float32))
-        learned = model.infer_boundary(torch.from_numpy(normalize(img)))
+        learned = model.infer_boundary(torch.from_numpy(normalize(img)), cfg.irn.crop_size)
         boundaries = {"IRN boundary": learned, "oracle boundary": oracle_boundary(gt, learned.shape)}
         for name, boundary in boundaries.items():
             for e in args.exp_times:
