@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from csdseg.config import OptimConfig
 from csdseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from csdseg.models.cam_base import StagedCAM
 from csdseg.models.pretrained import create_lite_model
 
 LITE_MEAN, LITE_STD = 0.5, 0.5  # what the EfficientNet-Lite weights expect, on [0, 1] pixels
@@ -43,15 +42,12 @@ class ToLiteInput(nn.Module):
         return x * self.scale + self.shift
 
 
-class CAMEfficientNetLite(nn.Module):
-    feature_stride = 16
+class CAMEfficientNetLite(StagedCAM):
     upsample = "strided"  # TF "same" padding: ceil(H/16) cells from the top-left, as the ResNet
 
     def __init__(self, arch: str, num_classes: int, pretrained: str = "none",
                  detach_after: int = 2, frozen_bn: bool = True) -> None:
         super().__init__()
-        if detach_after not in (0, 1, 2):
-            raise ValueError(f"detach_after must be 0, 1 or 2, got {detach_after}")
         net = create_lite_model(arch, pretrained, output_stride=16)  # 1000-class head dropped
         blocks = net.blocks
         if len(blocks) != 7:
@@ -62,51 +58,7 @@ class CAMEfficientNetLite(nn.Module):
         self.stage3 = nn.Sequential(blocks[3], blocks[4])
         self.stage4 = nn.Sequential(blocks[5], blocks[6], net.conv_head, net.bn2)
         self.classifier = nn.Conv2d(net.num_features, num_classes, 1, bias=False)
-        self.detach_after, self.frozen_bn = detach_after, frozen_bn
-        if detach_after > 0:  # as IRN's stem: convolution and batch norm frozen
-            for p in list(net.conv_stem.parameters()) + list(net.bn1.parameters()):
-                p.requires_grad_(False)
-        self.num_classes = num_classes
-
-    def train(self, mode: bool = True) -> "CAMEfficientNetLite":
-        super().train(mode)
-        if self.frozen_bn:  # IRN's FixedBatchNorm: always the running statistics
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] (ImageNet-normalised) -> [B, C, ceil(H/16), ceil(W/16)]."""
-        x = self.stage1(self.to_input(x))
-        if self.detach_after == 1:
-            x = x.detach()
-        x = self.stage2(x)
-        if self.detach_after == 2:
-            x = x.detach()
-        return self.stage4(self.stage3(x))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Returns ``logits`` [B, K] and raw ``maps`` [B, K, H/16, W/16]."""
-        maps = self.classifier(self.features(x))
-        return {"logits": maps.mean(dim=(2, 3)), "maps": maps}
-
-    def cam(self, x: torch.Tensor) -> torch.Tensor:
-        """Class activation maps for make-cam: ReLU of the classifier on the features."""
-        return F.relu(self.classifier(self.features(x)))
-
-    def classification_loss(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        return F.multilabel_soft_margin_loss(out["logits"], labels)
-
-    def param_groups(self, cfg: OptimConfig) -> list[dict]:
-        head = list(self.classifier.parameters())
-        head_ids = {id(p) for p in head}
-        backbone = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
-        return [
-            {"params": backbone, "lr": cfg.lr, "lr_mult": 1.0, "weight_decay": cfg.weight_decay},
-            {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "lr_mult": cfg.head_lr_mult,
-             "weight_decay": cfg.weight_decay},
-        ]
+        self.setup(num_classes, detach_after, frozen_bn, stem=[net.conv_stem, net.bn1])
 
 
 def efficientnet_lite0_cam(num_classes: int, pretrained: str = "none",
