@@ -70,7 +70,7 @@ def time_make_cam(variant: str, n_images: int, device: str) -> dict:
 def time_eval_cam(n_images: int) -> dict:
     from csdseg.evaluation import evaluate_cams, sweep_thresholds
     from csdseg.data.voc import VOCSource
-    from csdseg.io import atomic_save_npy
+    from csdseg.cam_file import save_cam
     from csdseg.visualize import palette_png
 
     rng = np.random.default_rng(0)
@@ -87,8 +87,8 @@ def time_eval_cam(n_images: int) -> dict:
             mask[100:250, 100:300], mask[200:350, 250:450] = keys[0] + 1, keys[1] + 1
             palette_png(mask).save(root / "SegmentationClass" / f"{image_id}.png")
             (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpeg.getvalue())
-            atomic_save_npy(root / "cam" / f"{image_id}.npy", {
-                "keys": keys, "high_res": rng.random((2, 375, 500), dtype=np.float32)})
+            high = rng.random((2, 375, 500), dtype=np.float32)
+            save_cam(root / "cam" / f"{image_id}.npy", keys, high[:, ::4, ::4], high)
             labels[image_id] = np.isin(np.arange(20), keys).astype(np.float32)
         (root / "ImageSets/Segmentation/bench.txt").write_text("\n".join(ids))
         np.save(root / "cls_labels.npy", labels)

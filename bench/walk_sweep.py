@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from csdseg.cam_file import load_cam
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize
@@ -25,7 +26,6 @@ from csdseg.metrics import confusion_matrix, iou_per_class
 from csdseg.models.irn import IRNet
 from csdseg.ops.random_walk import random_walk, walk_to_labels
 from csdseg.runs import RunDir
-from csdseg.stages.make_ir_label import load_cam
 
 
 def oracle_boundary(mask: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
@@ -54,16 +54,16 @@ def main() -> None:
     cam_thresholds = sorted({cfg.eval.bg_threshold, c.sem_seg_bg_threshold})
     conf: dict[tuple[str, float], np.ndarray] = {}
     for image_id in source.ids[:args.n]:
-        record = load_cam(run.cam_dir / f"{image_id}.npy")
+        record = load_cam(run.cam_dir / f"{image_id}.npy", source.num_classes)
         img, gt = source.load_image(image_id), source.load_mask(image_id).astype(np.int64)
-        keys = np.asarray(record["keys"], np.int64)
+        keys = record.keys
         lut = np.concatenate([[0], keys + 1])
-        high = np.asarray(record["high_res"], np.float32)
+        high = record.high_res
         preds = {}
         for t in cam_thresholds:  # eval-cam's default, and the walk's own background level
             scores = np.concatenate([np.full((1,) + high.shape[1:], t, np.float32), high])
             preds[("cam", t)] = lut[scores.argmax(0)]
-        cams = torch.from_numpy(np.asarray(record["cam"], np.float32))
+        cams = torch.from_numpy(record.cam)
         learned = model.infer_boundary(torch.from_numpy(normalize(img)), cfg.irn.crop_size)
         boundaries = {"IRN boundary": learned, "oracle boundary": oracle_boundary(gt, learned.shape)}
         for name, boundary in boundaries.items():

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from csdseg import metrics
+from csdseg.cam_file import load_cam
 from csdseg.data.source import DataError, Source, read_index_png
 from csdseg.evaluation_groups import GroupCounts, format_lines
 
@@ -137,23 +138,6 @@ def _check_size(shape: tuple[int, ...], gt: np.ndarray, pred_path: Any, gt_path:
                         f"{gt.shape}; predictions must match the ground truth (H, W)")
 
 
-def load_cam(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """IRN's CAM file -> (keys [k] int 0..K-1, high_res [k, H, W])."""
-    try:
-        data = np.load(path, allow_pickle=True).item()
-        keys = np.asarray(data["keys"], dtype=np.int64).reshape(-1)
-        high_res = np.asarray(data["high_res"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise DataError(f"CAM file {path} is unreadable ({exc!r}); delete it and rerun "
-                        "`csdseg make-cam`") from None
-    if high_res.ndim != 3 or high_res.shape[0] != keys.shape[0]:
-        raise DataError(f"CAM file {path}: high_res has shape {high_res.shape} for "
-                        f"{keys.shape[0]} keys; delete it and rerun `csdseg make-cam`")
-    if keys.size and (keys.min() < 0 or keys.max() >= num_classes):
-        raise DataError(f"CAM file {path}: keys {keys.tolist()} outside 0..{num_classes - 1}")
-    return keys, high_res
-
-
 def sweep_thresholds(start: float, stop: float, step: float) -> list[float]:
     """start, start + step, ..., stop (inclusive), rounded so 0.15 reads as 0.15."""
     if step <= 0 or stop < start:
@@ -180,9 +164,9 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
     acc = Accumulator(source.class_names, len(grid), source.contexts())
     for image_id, path in tqdm(list(zip(ids, paths)), desc="eval-cam", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)
-        keys, high_res = load_cam(path, source.num_classes)
-        _check_size(high_res.shape[1:], gt, path, gt_path)
-        score, cls = metrics.fg_max_and_class(high_res, keys)
+        record = load_cam(path, source.num_classes)
+        _check_size(record.size, gt, path, gt_path)
+        score, cls = metrics.fg_max_and_class(record.high_res, record.keys)
         acc.add(image_id, gt, cls, metrics.threshold_buckets(score, grid), _present(source, image_id))
     conf = acc.confusions()
     index = {float(t): j for j, t in enumerate(grid)}

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 import csdseg.ops.confident_labels as cl
+from csdseg.cam_file import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.ops.confident_labels import confident_labels, split_fg_bg
@@ -144,8 +145,7 @@ def run_cfg(tmp_path) -> Config:
         high[0, 6:18, 8 + n:24 + n] = rng.uniform(0.2, 1.0, (12, 16))
         high[1, 4:8, 4:10] = 0.4
         labels[image_id] = np.isin(np.arange(20), keys).astype(np.float32)
-        np.save(cam_dir / f"{image_id}.npy",
-                {"keys": keys, "cam": high[:, ::4, ::4], "high_res": high})
+        save_cam(cam_dir / f"{image_id}.npy", keys, high[:, ::4, ::4], high)
     np.save(root / "cls_labels.npy", labels)
     cfg.ir_label.workers = 1
     return cfg

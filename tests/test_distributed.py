@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from csdseg.cam_file import load_cam
 from csdseg.engine import dist
 from csdseg.engine.logger import read_log
 from csdseg.engine.loop import EpochBatchSampler
@@ -97,8 +98,7 @@ def test_two_processes_match_one_process(synth_root, tmp_path):
     names = sorted(p.name for p in one.cam_dir.iterdir())
     assert len(names) == 8 and sorted(p.name for p in shard_run.cam_dir.iterdir()) == names
     for name in names:
-        a = np.load(one.cam_dir / name, allow_pickle=True).item()
-        b = np.load(shard_run.cam_dir / name, allow_pickle=True).item()
-        assert np.array_equal(a["keys"], b["keys"])
-        assert np.allclose(a["high_res"], b["high_res"], atol=1e-5)
-        assert np.allclose(a["cam"], b["cam"], atol=1e-5)
+        a, b = load_cam(one.cam_dir / name), load_cam(shard_run.cam_dir / name)
+        assert np.array_equal(a.keys, b.keys)
+        assert np.allclose(a.high_res, b.high_res, atol=1e-5)
+        assert np.allclose(a.cam, b.cam, atol=1e-5)

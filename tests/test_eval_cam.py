@@ -12,7 +12,7 @@ from csdseg import evaluation
 from csdseg.cli import main
 from csdseg.data.classes import VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError, Source
-from csdseg.io import atomic_save_npy
+from csdseg.cam_file import load_cam, save_cam
 
 # id -> (classes present as 1-based labels, background context)
 IMAGES = {"img_a": ([1, 15], 0), "img_b": ([8], 1), "img_c": ([1], 2)}
@@ -64,8 +64,7 @@ def _write_cams(dataset: dict, perfect: bool) -> None:
         high_res = np.stack([(mask == c) for c in classes]).astype(np.float32)
         if not perfect:
             high_res[:] = 0
-        atomic_save_npy(dataset["cam_dir"] / f"{image_id}.npy",
-                        {"keys": keys, "high_res": high_res, "cam": high_res[:, ::4, ::4]})
+        save_cam(dataset["cam_dir"] / f"{image_id}.npy", keys, high_res[:, ::4, ::4], high_res)
 
 
 def test_perfect_cams_score_one_and_json_matches_report(dataset, capsys):
@@ -121,8 +120,7 @@ def test_missing_cam_and_missing_cam_dir_are_clear_errors(dataset, capsys):
 
 def test_cam_size_mismatch_names_both_files(dataset, capsys):
     _write_cams(dataset, perfect=True)
-    atomic_save_npy(dataset["cam_dir"] / "img_a.npy",
-                    {"keys": np.array([0]), "high_res": np.zeros((1, 5, 5), np.float32)})
+    save_cam(dataset["cam_dir"] / "img_a.npy", [0], np.zeros((1, 2, 2)), np.zeros((1, 5, 5)))
     assert main(["eval-cam", *dataset["args"]]) == 2
     err = capsys.readouterr().err
     assert "img_a.npy has size (5, 5) but the mask" in err
@@ -175,16 +173,16 @@ def test_cam_sweep_context_matches_label_maps_at_each_threshold(dataset):
     rng = np.random.default_rng(1)
     for image_id, (classes, _) in IMAGES.items():
         high_res = (rng.integers(0, 40, (len(classes), 18, 22)) * 0.01).astype(np.float32)
-        atomic_save_npy(dataset["cam_dir"] / f"{image_id}.npy",
-                        {"keys": np.array(classes) - 1, "high_res": high_res})
+        save_cam(dataset["cam_dir"] / f"{image_id}.npy", np.array(classes) - 1,
+                 high_res[:, ::4, ::4], high_res)
     source = build_source(load_config(None, dataset["args"]).data, "train")
     report = evaluation.evaluate_cams(source, source.ids, dataset["cam_dir"], 0.15,
                                       [0.1, 0.2, 0.3], progress=False)
 
     def labels_at(t: float):
         def predict(image_id: str) -> np.ndarray:
-            keys, high_res = evaluation.load_cam(dataset["cam_dir"] / f"{image_id}.npy", 20)
-            return cam_to_labels(high_res, keys, t)
+            record = load_cam(dataset["cam_dir"] / f"{image_id}.npy", 20)
+            return cam_to_labels(record.high_res, record.keys, t)
         return evaluation.evaluate_labels(source, source.ids, predict, progress=False)
 
     fixed = labels_at(0.15)

@@ -96,7 +96,9 @@ def test_make_sem_seg_pseudo_mask(ref, irn, tmp_path) -> None:
     """make-sem-seg's own path (walk_one: its boundary, padding included) on the official
     CAM file gives the official pseudo-mask, pixel for pixel."""
     i = 0
-    np.save(tmp_path / "img.npy", {"keys": ref[f"keys_{i}"], "cam": ref[f"cam_{i}"],
+    # encoded as the official make_cam.py saves it: keys and cam torch tensors, high_res an array
+    np.save(tmp_path / "img.npy", {"keys": torch.from_numpy(ref[f"keys_{i}"]),
+                                   "cam": torch.from_numpy(ref[f"cam_{i}"]),
                                    "high_res": ref[f"high_res_{i}"]})
     labels = walk_one(irn, _Source({"img": ref[f"images_{i}"]}), tmp_path, "img", IrnConfig(),
                       CPU)

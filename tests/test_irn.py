@@ -128,7 +128,7 @@ def _tiny_run(tmp_path) -> tuple[list[str], dict]:
     from PIL import Image
 
     from csdseg.data.classes import VOC_CLASSES
-    from csdseg.io import atomic_save_npy
+    from csdseg.cam_file import save_cam
     from csdseg.stages.make_ir_label import save_label_png
 
     rng = np.random.default_rng(0)
@@ -148,8 +148,7 @@ def _tiny_run(tmp_path) -> tuple[list[str], dict]:
         ir[7 + n:10 + n] = 255  # an uncertain band
         save_label_png(run / "ir_label" / f"{image_id}.png", ir)
         high_res = (mask == cls).astype(np.float32)[None]
-        atomic_save_npy(run / "cam" / f"{image_id}.npy", {
-            "keys": np.array([cls - 1]), "high_res": high_res, "cam": high_res[:, ::4, ::4]})
+        save_cam(run / "cam" / f"{image_id}.npy", [cls - 1], high_res[:, ::4, ::4], high_res)
         labels[image_id] = np.eye(len(VOC_CLASSES), dtype=np.float32)[cls - 1]
         masks[image_id] = mask
     np.save(root / "cls_labels.npy", labels, allow_pickle=True)

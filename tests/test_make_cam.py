@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config
+from csdseg.cam_file import load_cam
 from csdseg.data import build_source
 from csdseg.ops.cam import multiscale_cam, strided_size, strided_up_size
 from csdseg.runs import MissingInputError, RunDir
@@ -82,12 +83,12 @@ def test_make_cam_writes_irn_format_and_resumes(trained):
     assert result == {"written": len(source), "skipped": 0}
     cam_dir = RunDir.from_config(trained).cam_dir
     for image_id in source.ids:
-        data = np.load(cam_dir / f"{image_id}.npy", allow_pickle=True).item()
+        data = load_cam(cam_dir / f"{image_id}.npy")
         h, w = source.load_image(image_id).shape[:2]
-        assert np.array_equal(data["keys"], np.nonzero(source.label(image_id))[0])
-        assert data["high_res"].shape == (len(data["keys"]), h, w)
-        assert data["cam"].shape == (len(data["keys"]), (h + 3) // 4, (w + 3) // 4)
-        assert data["high_res"].max() <= 1.0 and data["high_res"].min() >= 0.0
+        assert np.array_equal(data.keys, np.nonzero(source.label(image_id))[0])
+        assert data.high_res.shape == (len(data.keys), h, w)
+        assert data.cam.shape == (len(data.keys), (h + 3) // 4, (w + 3) // 4)
+        assert data.high_res.max() <= 1.0 and data.high_res.min() >= 0.0
     before = {p.name: p.read_bytes() for p in cam_dir.iterdir()}
     assert make_cam.run(trained) == {"written": 0, "skipped": len(source)}
     assert {p.name: p.read_bytes() for p in cam_dir.iterdir()} == before

@@ -2,6 +2,7 @@
 import numpy as np
 
 from conftest import tiny_config
+from csdseg.cam_file import load_cam
 from csdseg.data import build_source
 from csdseg.data.transforms import random_resized_crop
 from csdseg.engine.logger import read_log
@@ -45,8 +46,7 @@ def test_mctformer_trains_and_writes_minmax_maps(synth_root, tmp_path):
     make_cam.run(cfg)
     source = build_source(cfg.data, "val")
     for image_id in source.ids:
-        data = np.load(cfg.run_dir / "cam" / f"{image_id}.npy", allow_pickle=True).item()
-        hr = data["high_res"]
+        hr = load_cam(cfg.run_dir / "cam" / f"{image_id}.npy").high_res
         assert hr.shape[1:] == source.load_image(image_id).shape[:2]
         assert hr.min() >= 0 and hr.max() <= 1
         flat = hr.reshape(len(hr), -1)

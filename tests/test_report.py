@@ -20,7 +20,7 @@ from PIL import Image
 from conftest import tiny_config
 from csdseg.data import build_source
 from csdseg.engine.logger import RunLogger
-from csdseg.io import atomic_save_npy
+from csdseg.cam_file import save_cam
 from csdseg.report.html import build_report
 from csdseg.report.table import write_table
 from csdseg.runs import RunDir, eval_report_path
@@ -39,8 +39,7 @@ def _fake_run(cfg, over_activate: bool) -> None:
         high = np.stack([(gt == k + 1).astype(np.float32) for k in keys])
         if over_activate:
             high[0] = np.maximum(high[0], 0.5)
-        atomic_save_npy(rd.cam_dir / f"{image_id}.npy",
-                        {"keys": keys, "cam": high[:, ::4, ::4], "high_res": high})
+        save_cam(rd.cam_dir / f"{image_id}.npy", keys, high[:, ::4, ::4], high)
         save_label_png(rd.sem_seg_dir / f"{image_id}.png",
                        np.where(gt == 255, 0, gt).astype(np.uint8))
     logger = RunLogger(rd.log("train_cam"))

@@ -8,8 +8,9 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from csdseg.cam_file import load_cam
 from csdseg.data import Source
-from csdseg.evaluation import load_cam, read_label_png
+from csdseg.evaluation import read_label_png
 from csdseg.runs import RunDir
 from csdseg.visualize import overlay
 
@@ -58,8 +59,8 @@ def gallery_rows(source: Source, ids: list[str],
         for rd in runs.values():
             cam = rd.cam_dir / f"{image_id}.npy"
             if cam.is_file():
-                _, high_res = load_cam(cam, source.num_classes)
-                cells.append(png_uri(enlarge(cam_heatmap(img, np.asarray(high_res, np.float32)))))
+                high_res = load_cam(cam, source.num_classes).high_res
+                cells.append(png_uri(enlarge(cam_heatmap(img, high_res))))
             else:
                 cells.append(None)
             mask = rd.sem_seg_dir / f"{image_id}.png"

@@ -1,7 +1,9 @@
 """``csdseg make-cam``: multi-scale + flip CAMs for every image of ``data.infer_split``.
 
-Writes ``cam/<id>.npy`` in IRN's format -- a dict with ``keys`` (present class indices),
-``cam`` (stride 4) and ``high_res`` (full size) -- so other WSSS tools can read our maps.
+Writes ``cam/<id>.npy`` in IRN's format (``csdseg.cam_file``) -- a dict with ``keys`` (present
+class indices), ``cam`` (stride 4) and ``high_res`` (full size) -- as NumPy arrays, or with
+``cam.format=irn`` exactly as the official IRN writes it (torch tensors in ``keys`` and ``cam``),
+so that the official downstream scripts can read our maps.
 Images already done are skipped, so a killed run resumes; every file is written atomically.
 Under ``torchrun`` each rank takes a share of the images.
 """
@@ -14,13 +16,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from csdseg.cam_file import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.data.cam_dataset import MultiScaleDataset, first_item
 from csdseg.device import resolve_device
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
-from csdseg.io import atomic_save_npy
 from csdseg.models import build_cam_model
 from csdseg.ops.cam import multiscale_cam
 from csdseg.runs import RunDir
@@ -60,8 +62,7 @@ def run(cfg: Config) -> dict:
         keys = torch.from_numpy(np.nonzero(item["label"].numpy())[0])
         low, high = multiscale_cam(cam_fn, item["views"], tuple(item["size"]), keys, device,
                                    cfg.cam.normalize, model.upsample, model.feature_stride)
-        atomic_save_npy(out_dir / f"{item['id']}.npy",
-                        {"keys": keys.numpy(), "cam": low.numpy(), "high_res": high.numpy()})
+        save_cam(out_dir / f"{item['id']}.npy", keys, low, high, fmt=cfg.cam.format)
     dist.barrier()
     log.info("make-cam: %d written, %d already present, in %s", len(todo), skipped, out_dir)
     return {"written": len(todo), "skipped": skipped}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from csdseg.cam_file import load_cam
 from csdseg.config import Config, ConfigError, IrLabelConfig
 from csdseg.data import Source, build_source
 from csdseg.errors import StageError
@@ -35,19 +36,6 @@ def save_label_png(path: str | Path, label: np.ndarray) -> None:
     atomic_save_png(path, palette_png(label))
 
 
-def load_cam(path: Path) -> dict:
-    """make-cam's record: ``keys`` int [k], ``cam`` [k, h, w], ``high_res`` [k, H, W]."""
-    try:
-        record = np.load(path, allow_pickle=True).item()
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise StageError(f"CAM file {path} is unreadable ({exc}); delete it and rerun "
-                         "`csdseg make-cam`") from None
-    if not isinstance(record, dict) or "keys" not in record or "high_res" not in record:
-        raise StageError(f"CAM file {path} lacks 'keys'/'high_res'; it was not written by "
-                         "`csdseg make-cam`: delete it and rerun make-cam")
-    return record
-
-
 class IrLabelJob:
     """One image's work, picklable so :func:`map_ids` can ship it to worker processes."""
 
@@ -59,15 +47,14 @@ class IrLabelJob:
 
     def __call__(self, image_id: str) -> None:
         cam_path = self.cam_dir / f"{image_id}.npy"
-        record = load_cam(cam_path)
+        record = load_cam(cam_path, self.source.num_classes)
         img = self.source.load_image(image_id)
-        high_res = np.asarray(record["high_res"])
-        if high_res.shape[1:] != img.shape[:2]:
+        if record.size != img.shape[:2]:
             raise StageError(
-                f"{cam_path} is {high_res.shape[1:]} but the image is {img.shape[:2]}; the CAMs "
+                f"{cam_path} is {record.size} but the image is {img.shape[:2]}; the CAMs "
                 "were made for other images: rerun `csdseg make-cam` with this data.root"
             )
-        conf = confident_labels(img, record, fg_threshold=self.cfg.fg_threshold,
+        conf = confident_labels(img, record.as_dict(), fg_threshold=self.cfg.fg_threshold,
                                 bg_threshold=self.cfg.bg_threshold, crf_iters=self.cfg.crf_iters)
         save_label_png(self.out_dir / f"{image_id}.png", conf)
 

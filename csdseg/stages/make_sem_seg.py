@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from csdseg.cam_file import load_cam
 from csdseg.config import Config, ConfigError, IrnConfig
 from csdseg.data import Source, build_source
 from csdseg.data.transforms import normalize
@@ -33,7 +34,7 @@ from csdseg.ops.crf import SOFTMAX_PRESETS, crf_inference_softmax
 from csdseg.ops.parallel import map_ids
 from csdseg.ops.random_walk import random_walk, walk_to_labels
 from csdseg.runs import MissingInputError, RunDir
-from csdseg.stages.make_ir_label import load_cam, save_label_png
+from csdseg.stages.make_ir_label import save_label_png
 
 HELP = "CAMs -> pseudo-masks with IRN's random walk (irn.method=rw) or a dense CRF (crf)"
 STAGE = "make-sem-seg"
@@ -47,15 +48,15 @@ class CrfJob:
         self.source, self.cam_dir, self.out_dir, self.cfg = source, cam_dir, out_dir, cfg
 
     def __call__(self, image_id: str) -> None:
-        record = load_cam(self.cam_dir / f"{image_id}.npy")
+        record = load_cam(self.cam_dir / f"{image_id}.npy", self.source.num_classes)
         img = self.source.load_image(image_id)
-        cams = np.asarray(record["high_res"], dtype=np.float32)
+        cams = record.high_res
         _check_size(cams.shape[1:], img.shape[:2], self.cam_dir / f"{image_id}.npy")
         scores = np.concatenate([np.full((1,) + img.shape[:2], self.cfg.crf_bg_threshold,
                                          np.float32), np.clip(cams, 0, None)])
         probs = scores / scores.sum(axis=0, keepdims=True)
         pred = crf_inference_softmax(img, probs, **SOFTMAX_PRESETS[self.cfg.crf_preset]).argmax(0)
-        lut = np.concatenate([[0], np.asarray(record["keys"], np.int64) + 1])
+        lut = np.concatenate([[0], record.keys + 1])
         save_label_png(self.out_dir / f"{image_id}.png", lut[pred].astype(np.uint8))
 
 
@@ -72,11 +73,11 @@ def walk_one(model: IRNet, source: Source, cam_dir: Path, image_id: str, cfg: Ir
     cam_path = cam_dir / f"{image_id}.npy"
     record = load_cam(cam_path)
     img = source.load_image(image_id)
-    keys = np.asarray(record["keys"], np.int64)
+    keys = record.keys
     if keys.size == 0:
         return np.zeros(img.shape[:2], np.uint8)
     boundary = model.infer_boundary(torch.from_numpy(normalize(img)).to(device), cfg.crop_size)
-    cams = torch.from_numpy(np.asarray(record["cam"], np.float32)).to(device)
+    cams = torch.from_numpy(record.cam).to(device)
     _check_size(cams.shape[1:], boundary.shape, cam_path)
     rw = random_walk(cams, boundary, cfg.beta, cfg.exp_times, cfg.walk_radius, cfg.walk_threads)
     return walk_to_labels(rw, keys, img.shape[:2], cfg.sem_seg_bg_threshold)
