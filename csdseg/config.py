@@ -86,6 +86,7 @@ class CamConfig:
     scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 1.5, 2.0])
     flip: bool = True
     normalize: str = "max"  # per-class normalisation: max (IRN) | minmax (MCTformer)
+    format: str = "npy"  # cam/<id>.npy: npy (NumPy arrays) | irn (torch tensors, as official IRN)
 
 
 @dataclass
@@ -123,6 +124,22 @@ class CsdConfig:
     # The pipeline warm-starts the CSD run from the baseline at optim.lr x this factor (a
     # fine-tuning rate; restarting the poly schedule at the full rate undoes the baseline).
     finetune_lr_mult: float = 0.1
+    # Readings of Algorithm 1 (docs/csd.md). variant=authors fixes the options below (and
+    # normalizer, beta, temperature, kl_*) to the authors' code, csdseg/csd/variants.py; each
+    # option also works on its own with variant=ours. The defaults here are ours, bit for bit.
+    variant: str = "ours"  # ours | authors (PSD_WSSS engine.py's training loop)
+    masks: str = ""  # "" = the variant's: ours confident (ir_label/), authors final (sem_seg/)
+    start_epoch: int = 0  # epochs (0-based) before this one train without CSD (X_m only)
+    bg_normalizer: str = ""  # the bg term's normaliser; "" = csd.normalizer
+    fg_background: bool = True  # false: the fg term's distribution has no background channel
+    fg_teacher_scale: float = 1.0  # fg term: the teacher's logits x this (after / temperature)
+    bg_student_scale: float = 1.0  # bg term: the student's logits x this (after / temperature)
+    fg_kl_terms: str = "all"  # all | pasted (class c) | background: channels whose KL terms sum
+    bg_kl_terms: str = "all"  # the same for the bg term
+    # fg cells kept only where the teacher's map of class c, min-max normalised over its cells,
+    # exceeds this; None = the variant's (ours: all cells, authors: 0.5)
+    fg_teacher_threshold: float | None = None
+    reduction: str = "cells"  # cells: mean over all covered cells | images: per image, then mean
 
 
 @dataclass
@@ -347,10 +364,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.augment must be irn or mct, got '{cfg.train.augment}'")
     if not cfg.cam.scales or any(s <= 0 for s in cfg.cam.scales):
         raise ConfigError("cam.scales must be a non-empty list of positive numbers")
+    if cfg.cam.format not in ("npy", "irn"):  # csdseg.cam_file.FORMATS
+        raise ConfigError(f"cam.format must be npy or irn, got '{cfg.cam.format}'")
     if cfg.optim.name not in ("sgd", "adamw") or cfg.optim.schedule not in ("poly", "cosine"):
         raise ConfigError("optim.name must be sgd or adamw; optim.schedule poly or cosine")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:
         raise ConfigError("train.batch_size must be >= 1 and train.epochs >= 0")
+    from csdseg.csd.variants import resolve_variant  # noqa: PLC0415 (config has no torch)
+    resolve_variant(cfg.csd)  # an unknown csd.variant or an option contradicting it
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

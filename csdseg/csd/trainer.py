@@ -5,6 +5,8 @@ separate: eval mode without gradient (teacher=detached), an EMA copy (ema), the 
 checkpoint that made the masks, never updated (frozen), or appended to the student batch with
 gradient in train mode (joint). Works with any model of the CAM contract
 (csdseg/models/__init__.py): only ``logits``/``maps`` and ``classification_loss`` are used.
+``csd.variant`` is resolved once (csdseg/csd/variants.py) by :func:`check_config`,
+:func:`mask_dir` and :class:`CSDStep`; everything here reads the resolved options.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
-                                    dead_share, masked_kl, normalize_maps)
+                                    dead_share, masked_kl, normalize_maps, teacher_confidence)
 from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
+from csdseg.csd.variants import resolve_variant
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.engine.checkpoint import load_weights, unwrap
@@ -31,20 +34,29 @@ from csdseg.ops.confident_labels import split_fg_bg
 from csdseg.runs import MissingInputError, RunDir
 
 log = logging.getLogger("csdseg.csd")
+KL_TERMS = ("all", "pasted", "background")
 
 CHOICES = {"teacher": ("detached", "joint", "ema", "frozen"), "kl_channels": ("all", "pasted"),
            "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
            "normalizer": NORMALIZERS, "kl_classes": ("all", "present"),
-           "teacher_classes": ("all", "pasted")}
+           "teacher_classes": ("all", "pasted"), "bg_normalizer": ("",) + NORMALIZERS,
+           "fg_kl_terms": KL_TERMS, "bg_kl_terms": KL_TERMS, "reduction": ("cells", "images")}
 
 
 def check_config(cfg: CsdConfig) -> None:
+    """Checks the options of ``cfg`` once its variant is resolved (ConfigError)."""
+    cfg = resolve_variant(cfg)
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"csd.{key} must be one of {', '.join(allowed)}, "
                               f"got '{getattr(cfg, key)}'")
     if cfg.temperature <= 0 or cfg.tau < 0 or not 0 <= cfg.ema_momentum < 1:
         raise ConfigError("csd.temperature must be > 0, csd.tau >= 0, csd.ema_momentum in [0, 1)")
+    if cfg.start_epoch < 0:
+        raise ConfigError(f"csd.start_epoch must be >= 0, got {cfg.start_epoch}")
+    if cfg.fg_kl_terms == "background" and not cfg.fg_background:
+        raise ConfigError("csd.fg_kl_terms=background needs the background channel: "
+                          "csd.fg_background=true")
     if cfg.teacher == "frozen" and not cfg.from_run:
         raise ConfigError("csd.teacher=frozen needs csd.from_run: the baseline run whose "
                           "checkpoints/cam.pt made the masks is the teacher")
@@ -71,10 +83,16 @@ def load_frozen_teacher(cfg: Config, num_classes: int) -> nn.Module:
 
 
 def mask_dir(cfg: Config) -> tuple[Path, str]:
-    """The folder of fg/bg label PNGs and the command that makes it."""
+    """The folder of fg/bg label PNGs and the command that makes it: csd.mask_source, else
+    csd.from_run's confident labels (ir_label/) or, csd.masks=final, its pseudo-masks
+    (sem_seg/, the random walk's output: no uncertain pixels)."""
     if cfg.csd.mask_source:
         return Path(cfg.csd.mask_source), "the tool that makes the pseudo-masks (or unset csd.mask_source)"
     base = cfg.csd.from_run or cfg.name
+    if resolve_variant(cfg.csd).masks == "final":
+        return (RunDir(Path(cfg.run_root) / base).sem_seg_dir,
+                f"csdseg make-sem-seg -c CONFIG name={base} data.infer_split="
+                f"{cfg.data.train_split} (after make-cam and the IRN stages on that split)")
     return (RunDir(Path(cfg.run_root) / base).ir_label_dir,
             f"csdseg make-csd-masks -c CONFIG csd.from_run={base}")
 
@@ -88,13 +106,27 @@ def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
     return usable
 
 
+def kl_terms(mode: str, onehot: torch.Tensor, background: bool = True) -> torch.Tensor | None:
+    """Which channels' KL terms a term sums: None (all), or bool [M, C] (C = K + 1 with the
+    background channel last, else K) for pasted (class c, ``onehot`` [M, K]) / background."""
+    if mode == "all":
+        return None
+    if mode not in KL_TERMS or (mode == "background" and not background):
+        raise ValueError(f"kl terms must be one of {', '.join(KL_TERMS)} (background needs the "
+                         f"background channel), got '{mode}'")
+    cls = onehot if mode == "pasted" else torch.zeros_like(onehot)
+    if not background:
+        return cls
+    return torch.cat([cls, torch.full_like(onehot[:, :1], mode == "background")], 1)
+
+
 class CSDStep:
     """step_fn(model, batch) -> (loss, scalars); keeps the EMA teacher and per-epoch counts."""
 
     def __init__(self, cfg: CsdConfig, frozen: nn.Module | None = None) -> None:
         if cfg.teacher == "frozen" and frozen is None:
             raise ValueError("csd.teacher=frozen: pass the baseline model (load_frozen_teacher)")
-        self.cfg = cfg
+        self.cfg = resolve_variant(cfg)
         self.ema: nn.Module | None = None
         self.frozen = frozen  # teacher=frozen: never trained, never in the optimiser
         self.epoch, self.skipped, self.warned = -1, 0, False
@@ -133,6 +165,8 @@ class CSDStep:
         cfg = self.cfg
         x_m, labels = batch["img"], batch["label"]
         B, M = x_m.shape[0], batch["x_s"].shape[0]
+        if int(batch["epoch"][0]) < cfg.start_epoch:  # before it: the baseline's step on X_m
+            M = 0
         self._count_skipped(batch)
         parts = [x_m, batch["x_fg"], batch["x_bg"]] if M else [x_m]
         if M and cfg.teacher == "joint":
@@ -164,11 +198,15 @@ class CSDStep:
     def terms(self, s_fg: torch.Tensor, s_bg: torch.Tensor, t_maps: torch.Tensor, batch: dict,
               labels_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fg and bg KL terms from the student maps of X_sm_fg / X_sm_bg and the teacher
-        maps of X_s, all [M, K, h, w]; ``labels_m`` [M, K] the classes of the X_m rows."""
+        maps of X_s, all [M, K, h, w]; ``labels_m`` [M, K] the classes of the X_m rows;
+        ``batch`` gives ``cls`` [M] and the pixel masks ``m_fg`` / ``m_bg`` [M, H, W]."""
         cfg = self.cfg
         M, K, h, w = t_maps.shape
-        norm = lambda m: normalize_maps(m, cfg.normalizer, cfg.norm_floor)  # noqa: E731
-        a_t, a_fg, a_bg = norm(t_maps), norm(s_fg), norm(s_bg)
+        norm = lambda m, mode=cfg.normalizer: normalize_maps(m, mode, cfg.norm_floor)  # noqa: E731
+        a_t, a_fg = norm(t_maps), norm(s_fg)
+        bg_mode = cfg.bg_normalizer or cfg.normalizer
+        a_t_bg = a_t if bg_mode == cfg.normalizer else norm(t_maps, bg_mode)
+        a_bg = norm(s_bg, bg_mode)
         onehot = torch.zeros(M, K, dtype=torch.bool, device=t_maps.device)
         onehot[torch.arange(M), batch["cls"]] = True
         present = onehot | (labels_m > 0)
@@ -180,9 +218,19 @@ class CSDStep:
         keep_fg = channel_mask(M, K, fg_cls, t_maps.device)
         keep_bg = channel_mask(M, K, bg_cls, t_maps.device)
         a_t_fg = a_t * onehot[:, :, None, None] if cfg.teacher_classes == "pasted" else a_t
-        lp = lambda a, keep: cell_log_probs(a, cfg.beta, cfg.temperature, keep)  # noqa: E731
-        loss_fg = masked_kl(lp(a_t_fg, keep_fg), lp(a_fg, keep_fg), cell_mask(batch["m_fg"], (h, w)))
-        loss_bg = masked_kl(lp(a_t, keep_bg), lp(a_bg, keep_bg), cell_mask(batch["m_bg"], (h, w)))
+
+        def lp(a: torch.Tensor, keep: torch.Tensor, bg: bool = True, scale: float = 1.0):
+            return cell_log_probs(a, cfg.beta, cfg.temperature, keep, bg, scale)
+
+        fg_bg = cfg.fg_background
+        confident = (None if cfg.fg_teacher_threshold is None else
+                     teacher_confidence(t_maps, batch["cls"]) > cfg.fg_teacher_threshold)
+        loss_fg = masked_kl(lp(a_t_fg, keep_fg, fg_bg, cfg.fg_teacher_scale),
+                            lp(a_fg, keep_fg, fg_bg), cell_mask(batch["m_fg"], (h, w)),
+                            kl_terms(cfg.fg_kl_terms, onehot, fg_bg), confident, cfg.reduction)
+        loss_bg = masked_kl(lp(a_t_bg, keep_bg), lp(a_bg, keep_bg, scale=cfg.bg_student_scale),
+                            cell_mask(batch["m_bg"], (h, w)), kl_terms(cfg.bg_kl_terms, onehot),
+                            None, cfg.reduction)
         return loss_fg, loss_bg
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -206,6 +254,7 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
                        run_dir: RunDir) -> tuple[CSDDataset, CSDStep, object]:
     """train-cam's hook: (dataset, step_fn, collate_fn) for csd.enabled=true."""
     check_config(cfg.csd)
+    csd = resolve_variant(cfg.csd)
     folder, command = mask_dir(cfg)
     store = MaskStore(folder)
     missing = store.missing(source.ids) if folder.is_dir() else list(source.ids)
@@ -214,12 +263,13 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
             f"CSD needs fg/bg masks in {folder} for every image of split "
             f"'{cfg.data.train_split}', {len(missing)} of {len(source)} are missing "
             f"(e.g. {missing[0]}.png); run `{command}` first")
-    sampler = CooccurrenceSampler(source.labels, usable_single_label(source, store), cfg.csd.tau)
+    sampler = CooccurrenceSampler(source.labels, usable_single_label(source, store), csd.tau)
     n_multi = int(((source.labels > 0).sum(1) > 1).sum())
     excluded = [source.class_names[k] for k in np.flatnonzero(~sampler.eligible)]
     log.info("csd: masks from %s; %d multi-label of %d images; %d classes never pasted%s",
              folder, n_multi, len(source), len(excluded),
              f" ({', '.join(excluded[:8])}{'...' if len(excluded) > 8 else ''})" if excluded else "")
-    csd_data = CSDDataset(dataset, store, sampler, cfg.csd.apply_to, cfg.csd.fg_paste)
-    frozen = load_frozen_teacher(cfg, source.num_classes) if cfg.csd.teacher == "frozen" else None
-    return csd_data, CSDStep(cfg.csd, frozen), csd_collate
+    csd_data = CSDDataset(dataset, store, sampler, csd.apply_to, csd.fg_paste)
+    frozen = load_frozen_teacher(cfg, source.num_classes) if csd.teacher == "frozen" else None
+    log.info("csd: variant %s (options: docs/csd.md)", csd.variant)
+    return csd_data, CSDStep(csd, frozen), csd_collate
