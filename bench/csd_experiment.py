@@ -1,7 +1,7 @@
 """Baseline vs CSD vs control on the synthetic benchmark, several seeds, one command.
 
 For each training seed:
-  base  -- the IRN-style baseline from scratch (configs/synthetic_irn.yaml, ``--epochs``);
+  base  -- the IRN-style baseline from scratch (preset synthetic_irn, ``--epochs``);
   csd   -- warm-started from ``base`` for ``--extra-epochs`` with CSD (masks = base's
            confident labels, csdseg make-csd-masks);
   ctl   -- the control: the same warm start and extra epochs, CSD off.
@@ -11,7 +11,7 @@ Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
 ``<out>/results_s<seed>.json`` and prints a markdown table (mean +- std over seeds) last.
 
 Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
-       (``--preset configs/synthetic_mct.yaml --extra-lr 1e-4``: the same on MCTformer)
+       (``--preset synthetic_mct --extra-lr 1e-4``: the same on MCTformer)
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from csdseg.evaluation import read_label_png
 from csdseg.metrics import confusion_matrix, iou_per_class
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_ir_label, train_cam
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"
 COUPLED = ["aeroplane", "bird", "boat", "train", "cow", "horse", "sheep"]
 
 

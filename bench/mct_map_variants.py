@@ -7,7 +7,7 @@ each min-max normalised per class and scored at background thresholds 0 to 0.6 (
 against the ground truth of the image's classes; also the share of images whose predicted
 label set (class-token score > 0) is exactly right.
 
-Usage: python bench/mct_map_variants.py -c configs/synthetic_mct.yaml [key=value ...] [--n 150]
+Usage: python bench/mct_map_variants.py -c synthetic_mct [key=value ...] [--n 150]
 """
 from __future__ import annotations
 

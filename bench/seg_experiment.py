@@ -8,7 +8,7 @@ CSD off), with the synthetic preset's settings:
   make-ir-label -> train-irn -> make-sem-seg (random walk) -> eval-sem-seg (train)
   -> train-seg (DeepLab on the pseudo-masks) -> eval-seg on val, without and with the dense CRF.
 
-With ``--preset configs/synthetic_mct.yaml`` (``irn.method=crf``) the pseudo-masks are CAM +
+With ``--preset synthetic_mct`` (``irn.method=crf``) the pseudo-masks are CAM +
 dense CRF and IRN is skipped; ``--no-seg`` stops after the pseudo-masks.
 
 Stages whose outputs exist are skipped, so a killed experiment resumes; each (seed, run) writes
@@ -32,7 +32,7 @@ from csdseg.config import Config, load_config
 from csdseg.stages import (eval_seg, eval_sem_seg, make_ir_label, make_sem_seg, train_irn,
                            train_seg)
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"
 RUNS = ("base", "ctl", "csd")  # ctl: the same warm start and epochs as csd, CSD off
 
 

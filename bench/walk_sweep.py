@@ -6,7 +6,7 @@ For a run with CAMs and a trained IRN (``csdseg train-irn``), on the first ``--n
 the IRN's boundary map and once with an oracle boundary (1 where the ground-truth label changes
 at stride 4, and on void). The gap between the two rows is what a better boundary would buy.
 
-Usage: python bench/walk_sweep.py -c configs/synthetic_irn.yaml [key=value ...] \
+Usage: python bench/walk_sweep.py -c synthetic_irn [key=value ...] \
            [--n 200] [--exp-times 2 3 4 6 8]
 """
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each stage lives in its own module under :mod:`csdseg.stages`. A module exposes ``HELP`` (one
 line), ``run(cfg)`` for config-driven stages, and optionally ``add_arguments(parser)`` plus
 ``main(args)`` for stages with their own flags. Config-driven stages all take
-``-c CONFIG`` and dotted ``key=value`` overrides.
+``-c CONFIG`` and dotted ``key=value`` overrides (:mod:`csdseg.stages.args`, shared with the
+stages that add flags of their own, so no stage imports this module).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from csdseg.stages.args import add_config_arguments, config_from_args
 
 # name -> module; a plain dict, so the list of stages reads top to bottom in pipeline order.
 STAGES: dict[str, str] = {
@@ -53,18 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             add_config_arguments(p)
     return parser
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", help="YAML preset, e.g. configs/voc_irn.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. train.epochs=3 data.root=/data/VOC2012")
-
-
-def config_from_args(args: argparse.Namespace):
-    from csdseg.config import load_config
-
-    return load_config(args.config, args.overrides)
 
 
 def one_line(exc: BaseException) -> str:

@@ -20,7 +20,8 @@ def synth_root(tmp_path_factory) -> Path:
 
 def tiny_config(root: Path, run_root: Path, *overrides: str) -> Config:
     """The synthetic preset shrunk to seconds: resnet10t, 64 px crops, a few steps."""
-    return load_config(Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml", [
+    preset = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"
+    return load_config(preset, [
         f"data.root={root}", f"run_root={run_root}", "device=cpu", "data.num_workers=0",
         "train.crop_size=64", "train.resize_long=[48,80]", "train.batch_size=8",
         "train.epochs=1", "cam.scales=[1.0,0.5]", *overrides,

@@ -1,12 +1,17 @@
 """Config loading: presets, dotted overrides, and errors that name the key and the fix."""
-from pathlib import Path
+import importlib
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from csdseg.config import Config, ConfigError, load_config, parse_override, save_config
+from csdseg.config import (PRESETS_DIR, Config, ConfigError, Pattern, Registry, allowed_values,
+                           choice_keys, load_config, parse_override, preset_names, save_config)
+from csdseg.config.choices import _source_keys
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+CONFIGS = sorted(PRESETS_DIR.glob("*.yaml"))
+CHOICE_KEYS = dict(choice_keys())
 
 
 def test_defaults_are_the_official_irn_recipe():
@@ -65,3 +70,100 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "c.yaml")
     assert again == cfg
     assert yaml.safe_load((tmp_path / "c.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_every_choice_key_is_declared():
+    """The settings with a fixed set of values; a new one is declared in csdseg/config/sections.py
+    (Literal / Registry / Pattern) and then checked at load by the test below."""
+    assert list(CHOICE_KEYS) == [
+        "device", "data.dataset", "model.name", "model.detach_after", "optim.name",
+        "optim.schedule", "train.augment", "cam.normalize", "cam.format", "csd.teacher",
+        "csd.kl_channels", "csd.apply_to", "csd.fg_paste", "csd.normalizer", "csd.kl_classes",
+        "csd.teacher_classes", "csd.variant", "csd.masks", "csd.bg_normalizer",
+        "csd.fg_kl_terms", "csd.bg_kl_terms", "csd.reduction", "irn.backbone", "irn.method",
+        "irn.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset"]
+
+
+def _bad_and_good(tp):
+    spec = allowed_values(tp)
+    if isinstance(spec, Pattern):
+        return "tpu", [spec.text], ["auto", "cpu", "cuda", "cuda:1", "CPU"]
+    listed = [str(v) for v in spec if v != ""]
+    bad = 99 if isinstance(spec[0], int) else f"{listed[-1]}x"
+    return bad, listed, list(spec)
+
+
+@pytest.mark.parametrize("key", list(CHOICE_KEYS))
+def test_bad_choice_fails_at_load(key, tmp_path):
+    """A value outside a setting's choices fails in load_config (before any stage runs), naming
+    the key and listing the allowed values; every allowed value loads."""
+    bad, listed, good = _bad_and_good(CHOICE_KEYS[key])
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{key}={bad}"])
+    msg = str(err.value)
+    assert msg.startswith(f"{key} must be ") and (f"got '{bad}'" in msg or f"got {bad}" in msg)
+    assert all(value in msg for value in listed), msg
+    section, _, leaf = key.rpartition(".")  # the same from a YAML file
+    data = {section: {leaf: bad}} if section else {leaf: bad}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=f"^{key} must be "):
+        load_config(tmp_path / "c.yaml")
+    for value in good:
+        cfg = load_config(None, [f"{key}={value}" if value != "" else f"{key}="])
+        obj = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        assert obj == value
+
+
+def test_bad_choice_suggests_the_closest_value():
+    with pytest.raises(ConfigError, match=r"^irn.method must be rw or crf, got 'rww' "
+                                          r"\(did you mean 'rw'\?\)$"):
+        load_config(None, ["irn.method=rww"])
+    with pytest.raises(ConfigError, match=r"seg.model must be one of deeplabv2_resnet101, .*"
+                                          r"\(did you mean 'deeplabv3plus'\?\)"):
+        load_config(None, ["seg.model=deeplabv3"])
+    with pytest.raises(ConfigError, match=r"seg.output_stride must be one of 0, 8, 16, got 32$"):
+        load_config(None, ["seg.output_stride=32"])
+
+
+def test_declared_choices_match_the_code():
+    """The values declared in sections.py are the ones the code accepts: registries are read from
+    their module's source (no torch at load), tuples the stages check against are the same."""
+    for key, tp in CHOICE_KEYS.items():
+        for meta in getattr(tp, "__metadata__", ()):
+            if isinstance(meta, Registry):
+                live = tuple(getattr(importlib.import_module(meta.module), meta.name))
+                assert _source_keys(meta.module, meta.name) == live, key
+    from csdseg.cam_file import FORMATS
+    from csdseg.csd.trainer import CHOICES
+    from csdseg.csd.variants import MASK_KINDS, VARIANTS
+    from csdseg.data.augment import CAM_RECIPES
+
+    mirrored = {f"csd.{k}": tuple(v) for k, v in CHOICES.items()}
+    mirrored.update({"csd.variant": VARIANTS, "csd.masks": ("",) + MASK_KINDS,
+                     "cam.format": FORMATS, "train.augment": tuple(CAM_RECIPES)})
+    for key, values in mirrored.items():
+        assert allowed_values(CHOICE_KEYS[key]) == values, key
+
+
+def test_presets_are_found_by_name(tmp_path, monkeypatch):
+    """``-c voc_irn``, ``-c voc_irn.yaml`` and the old ``-c configs/voc_irn.yaml`` load the packaged
+    preset from any folder; a file on disk wins; an unknown name lists the presets."""
+    monkeypatch.chdir(tmp_path)
+    assert "voc_irn" in preset_names() and "synthetic_irn" in preset_names()
+    for spelling in ("voc_irn", "voc_irn.yaml", "configs/voc_irn.yaml"):
+        assert load_config(spelling).name == "voc_irn"
+    (tmp_path / "voc_irn.yaml").write_text("name: mine\n")
+    assert load_config("voc_irn.yaml").name == "mine"
+    with pytest.raises(ConfigError, match=r"config file voc_irm does not exist; the presets "
+                                          r"\(-c NAME\) are coco_irn, .*voc_mct \(did you mean "
+                                          r"'voc_irn'\?\)"):
+        load_config("voc_irm")
+
+
+def test_loading_a_config_imports_no_torch():
+    code = ("import sys; from csdseg.config import load_config, preset_names\n"
+            "[load_config(n, ['seg.model=deeplabv3plus']) for n in preset_names()]\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

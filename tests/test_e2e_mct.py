@@ -7,7 +7,7 @@ from csdseg.config import load_config
 from csdseg.data.synthetic import generate
 from csdseg.stages import eval_cam, make_cam, train_cam
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "synthetic_mct.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_mct.yaml"
 
 
 @pytest.mark.slow

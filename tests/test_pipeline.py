@@ -14,7 +14,7 @@ from csdseg.stages import pipeline
 from csdseg.stages.pipeline import (DOWNSTREAM, control_config, csd_config, done_reason, execute,
                                     plan)
 
-PRESET = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic_irn.yaml")
+PRESET = str(Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml")
 
 
 def tiny(root: Path, run_root: Path, name: str = "pl") -> list[str]:

@@ -22,7 +22,7 @@ from csdseg.runs import RunDir
 from csdseg.stages import make_cam, train_cam
 
 REPO = Path(__file__).resolve().parents[1]
-PRESET = str(REPO / "configs" / "synthetic_irn.yaml")
+PRESET = str(REPO / "csdseg/config/presets/synthetic_irn.yaml")
 
 # 8 val images, batch 2: 4 steps an epoch, 8 steps in all, a resumable checkpoint every step
 TRAIN = ["data.train_split=val", "data.infer_split=val", "train.batch_size=2", "train.epochs=2",

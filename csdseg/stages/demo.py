@@ -1,8 +1,8 @@
 """``csdseg demo`` (``make demo``): the whole pipeline, baseline and CSD, on synthetic data (CPU).
 
 Generates the synthetic dataset (if absent), then runs ``csdseg pipeline --baseline-and-csd``
-for the IRN baseline (configs/synthetic_irn.yaml) and the MCTformer baseline
-(configs/synthetic_mct.yaml) with tiny networks: CAMs, CSD masks, the warm-started CSD run and
+for the IRN baseline (preset synthetic_irn) and the MCTformer baseline
+(preset synthetic_mct) with tiny networks: CAMs, CSD masks, the warm-started CSD run and
 its control (the same warm start and epochs, CSD off), confident labels, IRN and its random
 walk, pseudo-masks, a tiny DeepLab and its evaluation. Prints both baseline / control / CSD
 tables, each with CSD - control and one sentence on whether that difference exceeds the seed
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 HELP = "synthetic data -> full pipeline, IRN and MCTformer, with and without CSD -> table + report"
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-PRESETS = {"irn": "synthetic_irn.yaml", "mct": "synthetic_mct.yaml"}
+# baseline -> its packaged preset (csdseg/config/presets/), found by name wherever csdseg is installed
+PRESETS = {"irn": "synthetic_irn", "mct": "synthetic_mct"}
 # Seed noise of CSD - control on CAM mIoU @0.15 (train), in points: the std over 3 seeds of the
 # paired difference, from the 3-seed experiments in docs/benchmarks.md ("CSD on the IRN
 # baseline" and "CSD on the tiny MCTformer-V2"; 1,000 images, larger than the demo's data, so
@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     tables, timings = {}, {"synth": time.time() - t0}
     for baseline in args.baselines:
         t = time.time()
-        out = run_pipeline(str(CONFIGS / PRESETS[baseline]), demo_overrides(args, baseline, root),
+        out = run_pipeline(PRESETS[baseline], demo_overrides(args, baseline, root),
                            baseline_and_csd=True, csd_epochs=args.csd_epochs)
         timings[baseline] = time.time() - t
         tables[baseline] = out

@@ -22,6 +22,7 @@ from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_cams, format_report, sweep_thresholds, trivial_mious
 from csdseg.io import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
+from csdseg.stages.args import add_config_arguments, config_from_args
 
 HELP = "score CAMs against ground-truth masks (mIoU at 0.15 and over a threshold sweep)"
 STAGE = "eval_cam"
@@ -55,16 +56,12 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from csdseg.cli import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("--json", action="store_true",
                         help="print the JSON report instead of the table")
 
 
 def main(args: argparse.Namespace) -> int:
-    from csdseg.cli import config_from_args
-
     cfg = config_from_args(args)
     if args.json:
         print(json.dumps(evaluate(cfg), indent=2))

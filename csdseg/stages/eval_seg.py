@@ -28,6 +28,7 @@ from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_save_png, atomic_write_json
 from csdseg.models.deeplab import load_seg_model, predict_probs
 from csdseg.runs import RunDir, eval_report_path
+from csdseg.stages.args import add_config_arguments, config_from_args
 from csdseg.visualize import palette_png
 
 HELP = "score the segmentation network (multi-scale + flip, optional CRF) and write predictions"
@@ -105,8 +106,6 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from csdseg.cli import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("--split", help="split to score (default: seg.eval_split)")
     parser.add_argument("--checkpoint", help="weights to score (default: the run's checkpoints/seg.pt)")
@@ -118,8 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from csdseg.cli import config_from_args
-
     report = evaluate(config_from_args(args), split=args.split, checkpoint=args.checkpoint,
                       save_png=args.save_png, submission=args.submission)
     if args.json:

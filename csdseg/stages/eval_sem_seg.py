@@ -19,6 +19,7 @@ from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
+from csdseg.stages.args import add_config_arguments, config_from_args
 
 HELP = "score pseudo-masks (or any folder of label PNGs) against ground truth: per-class IoU, mIoU"
 STAGE = "eval_sem_seg"
@@ -54,16 +55,12 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from csdseg.cli import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("--dir", default=None, help="folder of label PNGs (default: sem_seg/)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead")
 
 
 def main(args: argparse.Namespace) -> int:
-    from csdseg.cli import config_from_args
-
     cfg = config_from_args(args)
     report = evaluate(cfg, args.dir)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

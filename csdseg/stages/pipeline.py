@@ -1,6 +1,6 @@
 """``csdseg pipeline``: every stage of a run in order, skipping those already done.
 
-  csdseg pipeline -c configs/synthetic_irn.yaml --baseline-and-csd [--from STAGE] [--to STAGE]
+  csdseg pipeline -c synthetic_irn --baseline-and-csd [--from STAGE] [--to STAGE]
 
 Order: train-cam -> make-cam -> eval-cam [-> make-csd-masks (from the baseline's CAMs) ->
 train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline,
@@ -23,6 +23,7 @@ from typing import Any
 from csdseg.config import Config, ConfigError, load_config
 from csdseg.data import build_source
 from csdseg.runs import RunDir, eval_report_path
+from csdseg.stages.args import add_config_arguments
 
 HELP = "run every stage (optionally baseline and CSD), skipping finished ones; print the table"
 log = logging.getLogger("csdseg.pipeline")
@@ -195,8 +196,6 @@ def execute(steps: list[Step], start: str | None = None, stop: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from csdseg.cli import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("--from", dest="start", metavar="STAGE", choices=list(ORDER),
                         help="first stage to run (earlier ones are left alone)")
