@@ -15,7 +15,7 @@ from pathlib import Path
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csd_experiment import PRESET, evaluate  # bench/ is the working directory's sibling
 from csdseg.config import load_config
-from csdseg.stages import train_cam
+from csdseg.stages import make_csd_masks, train_cam
 
 
 def main() -> None:
@@ -36,6 +36,7 @@ def main() -> None:
         f"train.init_from={base}", f"train.epochs={args.extra_epochs}", f"optim.lr={args.extra_lr}",
         "csd.enabled=true", f"csd.from_run=base_s{seed}", *args.overrides])
     if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
+        make_csd_masks.run(cfg)  # this run's own masks (linked from base's confident labels)
         train_cam.run(cfg)
     result = {"overrides": args.overrides, **evaluate(cfg)}
     path = out / f"ablation_{args.name}_s{seed}.json"

@@ -82,7 +82,8 @@ def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict
     if not (base.run_dir / "checkpoints" / "cam.pt").is_file():
         train_cam.run(base)
     results = {"base": evaluate(base)}
-    masks = load_config(preset, [*common, f"name=base_s{seed}", f"csd.from_run=base_s{seed}"])
+    # CSD's masks in the CSD run's own folder (linked from base's confident labels)
+    masks = load_config(preset, [*common, f"name=csd_s{seed}", f"csd.from_run=base_s{seed}"])
     results["masks"] = make_csd_masks.run(masks)
     warm = [f"train.init_from={base.run_dir}", f"train.epochs={args.extra_epochs}",
             f"optim.lr={args.extra_lr}"]

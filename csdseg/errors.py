@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from csdseg.config import ConfigError
 from csdseg.data.source import DataError
+from csdseg.io import WriteError
 from csdseg.runs import MissingInputError
 
 
@@ -10,6 +11,8 @@ class StageError(RuntimeError):
     """A stage cannot go on (bad checkpoint, diverged training...); the message says why."""
 
 
+# WriteError (disk full, read-only or forbidden folder: csdseg/io.py) before the CLI's generic
+# OSError branch; RunLockedError (csdseg/run_lock.py) is a StageError.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, DataError, MissingInputError, StageError, PermissionError,
+    ConfigError, DataError, MissingInputError, StageError, WriteError, PermissionError,
 )

@@ -7,6 +7,7 @@ Stages talk to each other only through these files, so any stage can be rerun al
       checkpoints/cam.pt        final CAM classifier (cam_last.pt: resumable state)
       cam/<id>.npy              CAMs in IRN's format: keys, cam (stride 4), high_res
       ir_label/<id>.png         confident labels: classes, 0 = background, 255 = uncertain
+      csd_masks/<id>.png        a CSD run's fg/bg masks: confident labels of its baseline's CAMs
       checkpoints/irn.pt        inter-pixel relation network
       sem_seg/<id>.png          pseudo-masks (VOC palette)
       checkpoints/seg.pt        segmentation network
@@ -15,6 +16,7 @@ Stages talk to each other only through these files, so any stage can be rerun al
       reports/<stage>_<split>[_<variant>].json   evaluation reports, one per split (and per
                                 variant: eval_seg with the dense CRF is ``eval_seg_val_crf``)
       reports/pipeline.{json,md}  the pipeline's baseline / control / CSD table
+      .lock                     the process writing the run (csdseg/run_lock.py), while it runs
 """
 from __future__ import annotations
 
@@ -48,6 +50,11 @@ class RunDir:
         return self.root / "ir_label"
 
     @property
+    def csd_mask_dir(self) -> Path:
+        """CSD's fg/bg masks for this (CSD) run, made from its baseline's CAMs."""
+        return self.root / "csd_masks"
+
+    @property
     def sem_seg_dir(self) -> Path:
         return self.root / "sem_seg"
 
@@ -70,9 +77,28 @@ class RunDir:
 
     # --- helpers ---------------------------------------------------------------------------
     def start_stage(self, stage: str, cfg: Config) -> None:
-        """Create the run directory and record the config this stage runs with."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create the run directory, take its lock and record the config this stage runs with.
+
+        Every stage that writes into the run calls this before its first write, so this is
+        where "one writer per run" is enforced (:mod:`csdseg.run_lock`): a second process on
+        the same run stops here with a message naming the first. The lock is re-entrant (the
+        pipeline runs every stage in one process) and released when the process exits. Under
+        torchrun only rank 0 takes it. A read-only or full run folder fails here too, with a
+        message naming the folder and its free space (:class:`csdseg.io.WriteError`).
+        """
+        from csdseg import run_lock
+        from csdseg.io import ensure_dir
+
+        ensure_dir(self.root, self.root / run_lock.LOCK_NAME)
+        if run_lock.is_writer():
+            run_lock.acquire(self.root, stage)
         save_config(cfg, self.config(stage))
+
+    def release(self) -> None:
+        """Drop this process's lock on the run before the process ends (tests, notebooks)."""
+        from csdseg import run_lock
+
+        run_lock.release(self.root)
 
     def require(self, path: Path, made_by: str) -> Path:
         """Refuse to start when an input is missing, saying which command makes it."""

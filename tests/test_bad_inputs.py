@@ -245,7 +245,9 @@ def test_bad_config_values(tmp_path, capsys, override, expected):
 
 def test_missing_config_file(tmp_path, capsys):
     msg = cli_error(capsys, "train-cam", "-c", str(tmp_path / "x.yaml"), preset=False)
-    assert msg == f"config file {tmp_path / 'x.yaml'} does not exist; presets are in configs/"
+    assert msg == (f"config file {tmp_path / 'x.yaml'} does not exist; the presets (-c NAME) are "
+                   "coco_irn, coco_mct, synthetic_irn, synthetic_irn_pretrained, synthetic_mct, "
+                   "voc_irn, voc_mct")
 
 
 def test_cuda_requested_without_cuda(tmp_path, capsys, monkeypatch):
@@ -291,7 +293,15 @@ def test_disk_full_keeps_old_content_and_leaves_no_temp(tmp_path, monkeypatch):
 def test_disk_full_through_the_cli(data, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(io.os, "fsync", _disk_full)
     msg = cli_error(capsys, "train-cam", *train_args(data, tmp_path))
-    config = RunDir(tmp_path / "synthetic_irn").config("train_cam")
-    assert msg == (f"cannot write or read {config}: No space left on device; check the path, "
-                   "its permissions and free space")
-    assert [p for p in (tmp_path / "synthetic_irn").rglob("*") if p.is_file()] == []
+    run = RunDir(tmp_path / "synthetic_irn")
+    config = run.config("train_cam")
+    assert msg.startswith(f"cannot write {config}: no space left on the device in "
+                          f"{config.parent} (")
+    assert " free there, this file needs " in msg
+    assert msg.endswith("; free some space there or set run_root= to a folder on another disk, "
+                        "then rerun the same command")
+    run.release()  # the CLI ran in this process, which holds the run's lock until it exits
+    assert [p for p in run.root.rglob("*") if p.is_file()] == []
+    monkeypatch.undo()  # space freed: the same command now completes
+    assert main(["train-cam", "-c", PRESET, *train_args(data, tmp_path)]) == 0
+    assert run.checkpoint("cam").is_file()

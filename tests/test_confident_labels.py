@@ -201,3 +201,31 @@ def test_make_ir_label_refuses_missing_cams(run_cfg):
     with pytest.raises(MissingInputError,
                        match=r"cam is missing or empty; run `csdseg make-cam` first"):
         make_ir_label.run(run_cfg)
+
+
+def test_csd_masks_live_in_the_csd_run_and_link_matching_baseline_labels(run_cfg):
+    """make-csd-masks never writes into the baseline: it links the baseline's confident labels
+    when they were made with the same settings, and makes its own otherwise."""
+    import copy
+
+    from csdseg.stages import make_csd_masks
+
+    make_ir_label.run(run_cfg)
+    base = RunDir.from_config(run_cfg)
+    before = {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()}
+    csd = copy.deepcopy(run_cfg)
+    csd.name, csd.csd.from_run, csd.data.train_split = "t_csd", "t", "mini"
+    make_csd_masks.run(csd)
+    own = RunDir.from_config(csd).csd_mask_dir
+    for image_id in IDS:  # the same files (hard links), the baseline's untouched
+        assert (own / f"{image_id}.png").samefile(base.ir_label_dir / f"{image_id}.png")
+    assert {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()} == before
+    assert not (base.root / "reports" / "make_csd_masks.json").exists()
+    # other CRF settings: its own labels, computed from the baseline's CAMs
+    other = copy.deepcopy(csd)
+    other.name, other.ir_label.fg_threshold = "t_csd2", 0.6
+    make_csd_masks.run(other)
+    mine = RunDir.from_config(other).csd_mask_dir
+    assert sorted(p.stem for p in mine.glob("*.png")) == sorted(IDS)
+    assert not (mine / f"{IDS[0]}.png").samefile(base.ir_label_dir / f"{IDS[0]}.png")
+    assert {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()} == before

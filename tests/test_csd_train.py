@@ -45,16 +45,17 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
     # without masks: refuses, naming the folder and the command
     assert main(["train-cam", *args, "name=nomask", "csd.enabled=true", "csd.from_run=base"]) == 2
     err = capsys.readouterr().err
-    assert str(runs / "base" / "ir_label") in err
-    assert "csdseg make-csd-masks -c CONFIG csd.from_run=base" in err
+    assert str(runs / "nomask" / "csd_masks") in err
+    assert "csdseg make-csd-masks -c CONFIG name=nomask csd.from_run=base" in err
     assert main(["make-cam", *args, "name=base"]) == 0
     assert main(["make-csd-masks", *args, "name=csd", "csd.from_run=base"]) == 0
     out = capsys.readouterr().out
     assert "M_fg  precision" in out and "M_bg  precision" in out
-    report = json.loads((runs / "base" / "reports" / "make_csd_masks.json").read_text())
+    # the masks and their report live in the CSD run; the baseline's folder is left alone
+    report = json.loads((runs / "csd" / "reports" / "make_csd_masks.json").read_text())
     assert report["n_images"] == 48 and 0 < report["fg_precision"] <= 1
-    labels = sorted((runs / "base" / "ir_label").glob("*.png"))
-    assert len(labels) == 48
+    labels = sorted((runs / "csd" / "csd_masks").glob("*.png"))
+    assert len(labels) == 48 and not (runs / "base" / "ir_label").exists()
     warm = [f"train.init_from={runs / 'base'}", "train.max_steps=6", "csd.enabled=true",
             "csd.from_run=base"]
     assert main(["train-cam", *args, "name=csd", *warm]) == 0
@@ -80,9 +81,9 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
 
 def test_csd_with_the_frozen_baseline_teacher_trains(setup, capsys):
     args, runs = setup["args"], setup["runs"]
-    if not (runs / "base" / "ir_label").is_dir():  # made by the test above when run with it
+    if not (runs / "base" / "cam").is_dir():  # made by the test above when run with it
         assert main(["make-cam", *args, "name=base"]) == 0
-        assert main(["make-csd-masks", *args, "name=frozen", "csd.from_run=base"]) == 0
+    assert main(["make-csd-masks", *args, "name=frozen", "csd.from_run=base"]) == 0
     assert main(["train-cam", *args, "name=frozen", f"train.init_from={runs / 'base'}",
                  "train.max_steps=4", "csd.enabled=true", "csd.from_run=base",
                  "csd.teacher=frozen"]) == 0
@@ -91,5 +92,5 @@ def test_csd_with_the_frozen_baseline_teacher_trains(setup, capsys):
     assert any(r["loss_fg"] > 0 for r in rows)
     # without a baseline run to take the teacher from: refused, naming the option
     assert main(["train-cam", *args, "name=alone", "csd.enabled=true", "csd.teacher=frozen",
-                 "csd.mask_source=" + str(runs / "base" / "ir_label")]) == 2
+                 "csd.mask_source=" + str(runs / "frozen" / "csd_masks")]) == 2
     assert "csd.teacher=frozen needs csd.from_run" in capsys.readouterr().err

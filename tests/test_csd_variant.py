@@ -242,11 +242,11 @@ def test_resolution_rejects_bad_names():
 def test_mask_dir_follows_the_variant(tmp_path):
     cfg = Config(run_root=str(tmp_path), name="csd")
     cfg.csd.from_run = "base"
-    assert mask_dir(cfg)[0] == Path(tmp_path) / "base" / "ir_label"
+    assert mask_dir(cfg)[0] == Path(tmp_path) / "csd" / "csd_masks"  # its own, not base's
     cfg.csd.variant = "authors"
     folder, command = mask_dir(cfg)
     assert folder == Path(tmp_path) / "base" / "sem_seg" and "make-sem-seg" in command
     cfg.csd.masks = "confident"
-    assert mask_dir(cfg)[0] == Path(tmp_path) / "base" / "ir_label"
+    assert mask_dir(cfg)[0] == Path(tmp_path) / "csd" / "csd_masks"
     cfg.csd.mask_source = str(tmp_path / "mine")
     assert mask_dir(cfg)[0] == tmp_path / "mine"

@@ -40,11 +40,14 @@ def test_plan_runs_cam_stages_of_both_runs_before_downstream(tmp_path):
     assert csd.train.init_from == str(tmp_path / "b") and csd.train.epochs == 3
     assert csd.csd.lambda_bg == 0.2 and base.csd.enabled is False
     assert csd_config(PRESET, over).train.epochs == base.train.epochs
-    steps = [(s.cfg.name, s.stage) for s in plan(base, csd)]
-    assert steps[:7] == [("b", "train-cam"), ("b", "make-cam"), ("b", "eval-cam"),
-                         ("b_csd", "make-csd-masks"), ("b_csd", "train-cam"),
-                         ("b_csd", "make-cam"), ("b_csd", "eval-cam")]
-    assert steps[7:] == [("b", s) for s in DOWNSTREAM] + [("b_csd", s) for s in DOWNSTREAM]
+    ctl = control_config(PRESET, over, epochs=3, extra=["csd.lambda_bg=0.2"])
+    steps = [(s.cfg.name, s.stage) for s in plan(base, csd, ctl)]
+    assert steps[:11] == [("b", "train-cam"), ("b", "make-cam"), ("b", "eval-cam"),
+                          ("b", "make-ir-label"), ("b_csd", "make-csd-masks"),
+                          ("b_csd", "train-cam"), ("b_csd", "make-cam"), ("b_csd", "eval-cam"),
+                          ("b_ctl", "train-cam"), ("b_ctl", "make-cam"), ("b_ctl", "eval-cam")]
+    assert steps[11:] == ([("b", s) for s in DOWNSTREAM[1:]] + [("b_ctl", s) for s in DOWNSTREAM]
+                          + [("b_csd", s) for s in DOWNSTREAM])
     assert [s.stage for s in plan(base, None)] == pipeline.CAM_STAGES + DOWNSTREAM
 
 
@@ -98,6 +101,9 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     status = {(r["run"], r["stage"]): r["status"] for r in first["steps"]}
     assert all(status[("pl", s)] == "ran" for s in pipeline.CAM_STAGES)
     assert status[("pl_csd", "make-csd-masks")] == "ran"
+    # the baseline's confident labels, made before CSD's masks, which link them: no run
+    # writes into another, and the CRFs run once
+    assert status[("pl", "make-ir-label")] == "not selected"
     assert all(status[(r, s)] == "ran" for r in ("pl_csd", "pl_ctl") for s in pipeline.CAM_STAGES)
     assert {status[(r, s)] for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM} == \
         {"not selected"}
@@ -111,8 +117,6 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     second = pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, gallery=2)
     got = [(r["run"], r["stage"], r["status"]) for r in second["steps"]]
     want_ran = {(r, s) for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM}
-    # the baseline's confident labels were already made for CSD's masks (same split)
-    want_ran.discard(("pl", "make-ir-label"))
     assert {(r, s) for r, s, st in got if st == "ran"} == want_ran
     # the table holds exactly the reports' numbers
     rows = {r["key"]: r for r in second["table"]}

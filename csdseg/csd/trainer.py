@@ -84,8 +84,9 @@ def load_frozen_teacher(cfg: Config, num_classes: int) -> nn.Module:
 
 def mask_dir(cfg: Config) -> tuple[Path, str]:
     """The folder of fg/bg label PNGs and the command that makes it: csd.mask_source, else
-    csd.from_run's confident labels (ir_label/) or, csd.masks=final, its pseudo-masks
-    (sem_seg/, the random walk's output: no uncertain pixels)."""
+    this run's csd_masks/ (confident labels of csd.from_run's CAMs, by make-csd-masks) or,
+    csd.masks=final, csd.from_run's pseudo-masks (sem_seg/, the random walk's output: no
+    uncertain pixels)."""
     if cfg.csd.mask_source:
         return Path(cfg.csd.mask_source), "the tool that makes the pseudo-masks (or unset csd.mask_source)"
     base = cfg.csd.from_run or cfg.name
@@ -93,8 +94,8 @@ def mask_dir(cfg: Config) -> tuple[Path, str]:
         return (RunDir(Path(cfg.run_root) / base).sem_seg_dir,
                 f"csdseg make-sem-seg -c CONFIG name={base} data.infer_split="
                 f"{cfg.data.train_split} (after make-cam and the IRN stages on that split)")
-    return (RunDir(Path(cfg.run_root) / base).ir_label_dir,
-            f"csdseg make-csd-masks -c CONFIG csd.from_run={base}")
+    return (RunDir.from_config(cfg).csd_mask_dir,  # this run's own, from base's CAMs
+            f"csdseg make-csd-masks -c CONFIG name={cfg.name} csd.from_run={base}")
 
 
 def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:

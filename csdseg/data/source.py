@@ -23,20 +23,42 @@ class DataError(ValueError):
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read any image PIL understands as RGB uint8 [H, W, 3] (grayscale, CMYK, RGBA included)."""
+    """Read any image PIL understands as RGB uint8 [H, W, 3].
+
+    Grayscale (L, 1), CMYK, YCbCr and palette images are converted; images with transparency
+    (RGBA, LA, PA, a palette's transparent index) are composited on white; 16-bit grayscale
+    (PNG ``I;16``) keeps its high byte, as PIL does for 16-bit colour PNGs. 32-bit integer or
+    float images (``I``, ``F``: TIFF, depth maps) have no agreed 8-bit scaling: refused.
+    """
     if not path.is_file():
         raise DataError(f"image {path} does not exist; check data.root and the split list")
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode == "RGBA":  # composite on white rather than dropping alpha to black
-                background = Image.new("RGB", image.size, (255, 255, 255))
-                background.paste(image, mask=image.getchannel("A"))
-                image = background
-            return np.asarray(image.convert("RGB"))
+            return _as_rgb(image, path)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"image {path} is corrupt or truncated ({exc}); replace or remove it, "
                         "or set data.skip_bad_images=true to leave it out") from None
+
+
+def _as_rgb(image: Image.Image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode.startswith("I;16") or (mode == "I" and image.format == "PNG"):
+        # 16-bit grayscale (older Pillow opens it as I): 0..65535 -> 0..255, the high byte
+        gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("I", "F"):
+        kind = "32-bit integer" if mode == "I" else "32-bit float"
+        raise DataError(f"image {path} has {kind} pixels (mode {mode}), which have no standard "
+                        "8-bit colour; convert it to an 8-bit RGB or grayscale image "
+                        "(JPEG or PNG)")
+    if mode == "P" and "transparency" in image.info or mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":  # composite on white rather than dropping alpha to black
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    return np.asarray(image.convert("RGB"))
 
 
 def read_index_png(path: Path, what: str = "mask") -> np.ndarray:

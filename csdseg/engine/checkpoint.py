@@ -65,7 +65,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def load_weights(model: torch.nn.Module, path: Path, expect: dict[str, Any] | None = None) -> dict:
     """Load a checkpoint's weights, refusing one made for another model or class count."""
     ckpt = load_checkpoint(path)
-    meta = ckpt.get("meta", {})
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        bare = (isinstance(ckpt, dict) and bool(ckpt)
+                and all(torch.is_tensor(v) for v in ckpt.values()))
+        what = ("a bare state dict (backbone weights go in model.pretrained=)" if bare
+                else f"a {type(ckpt).__name__} without 'model' weights")
+        raise StageError(f"checkpoint {path} is not a csdseg checkpoint: it holds {what}; point "
+                         "at a checkpoints/<name>.pt that csdseg wrote")
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     for key, value in (expect or {}).items():
         if key in meta and meta[key] != value:
             raise StageError(
@@ -75,6 +82,9 @@ def load_weights(model: torch.nn.Module, path: Path, expect: dict[str, Any] | No
     try:
         unwrap(model).load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise StageError(f"checkpoint {path} does not fit this model ({first})") from None
+        from csdseg.models.pretrained import state_dict_mismatch
+
+        raise StageError(f"checkpoint {path} does not fit this model ({state_dict_mismatch(exc)});"
+                         " point at the checkpoint of this model and class count, or retrain"
+                         ) from None
     return meta

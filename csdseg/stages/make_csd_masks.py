@@ -1,26 +1,31 @@
 """``csdseg make-csd-masks``: CSD's fg/bg masks for every training image, from a baseline run.
 
 ``csd.from_run=BASELINE`` (a run that has ``cam/`` from ``csdseg make-cam`` over
-``data.train_split``): the masks are IRN's confident labels -- make-ir-label's own code, with
-``ir_label.*`` (CRF, fg 0.30 / bg 0.05) -- written to ``runs/BASELINE/ir_label/<id>.png``
-(0 = background, 1..K = class, 255 = uncertain: in neither mask). Existing files are kept.
-With ``csd.mask_source=DIR`` nothing is made: the folder is only checked and scored.
+``data.train_split``): the masks are IRN's confident labels of the baseline's CAMs --
+make-ir-label's own code, with ``ir_label.*`` (CRF, fg 0.30 / bg 0.05) -- written to this
+(CSD) run's own ``runs/<name>/csd_masks/<id>.png`` (0 = background, 1..K = class, 255 =
+uncertain: in neither mask). A stage never writes into another run: when the baseline's own
+``ir_label/`` is complete and was made with the same settings (its recorded
+``configs/make-ir-label.yaml``), its files are hard-linked instead of recomputed. Existing
+files are kept. With ``csd.mask_source=DIR`` nothing is made: the folder is only checked and
+scored.
 
 When the split has ground-truth masks, the precision and recall of M_fg (any class vs. ground
 truth foreground, and with the right class) and of M_bg are printed and saved to
-``runs/BASELINE/reports/make_csd_masks.json``.
+``runs/<name>/reports/make_csd_masks.json``.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from csdseg.config import Config
+from csdseg.config import Config, ConfigError, load_config, to_dict
 from csdseg.csd.dataset import MaskStore
 from csdseg.data import Source, build_source
 from csdseg.data.classes import IGNORE_INDEX
@@ -76,10 +81,44 @@ def _fmt(x: float | None) -> str:
     return "  n/a" if x is None else f"{100 * x:5.1f}%"
 
 
+def _settings(cfg: Config) -> dict:
+    """What confident labels depend on besides the CAMs: the CRF settings and the split."""
+    return {"ir_label": {k: v for k, v in to_dict(cfg)["ir_label"].items() if k != "workers"},
+            "split": cfg.data.train_split, "data_root": cfg.data.root}
+
+
+def reusable(base: RunDir, cfg: Config, ids: list[str]) -> bool:
+    """The baseline's own ir_label/ holds every id, made with the same settings (its
+    recorded configs/make-ir-label.yaml), so CSD can take those files instead of redoing
+    the CRFs."""
+    recorded = base.config("make-ir-label")
+    if not recorded.is_file() or not all((base.ir_label_dir / f"{i}.png").is_file() for i in ids):
+        return False
+    try:
+        made = load_config(recorded)
+    except ConfigError:
+        return False
+    made.data.train_split = made.data.infer_split  # the split make-ir-label wrote
+    return _settings(made) == _settings(cfg)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """dst as a hard link to src (a copy where links are impossible), written atomically."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
 def run(cfg: Config) -> dict:
+    """Masks into this run's own ``csd_masks/`` (never into the baseline's folders)."""
     source = build_source(cfg.data, cfg.data.train_split)
+    report_run = RunDir.from_config(cfg)
     if cfg.csd.mask_source:
-        folder, report_run = Path(cfg.csd.mask_source), RunDir.from_config(cfg)
+        folder = Path(cfg.csd.mask_source)
         missing = MaskStore(folder).missing(source.ids) if folder.is_dir() else source.ids
         if missing:
             raise MissingInputError(f"csd.mask_source={folder} lacks {len(missing)} of "
@@ -89,11 +128,16 @@ def run(cfg: Config) -> dict:
         name = cfg.csd.from_run or cfg.name
         base = RunDir(Path(cfg.run_root) / name)
         base.require(base.cam_dir, made_by=f"make-cam -c CONFIG name={name}")
-        # make-ir-label itself, pointed at the baseline run and the training split
-        sub = copy.deepcopy(cfg)
-        sub.name, sub.data.infer_split = name, cfg.data.train_split
-        make_ir_label.run(sub)
-        folder, report_run = base.ir_label_dir, base
+        folder = report_run.csd_mask_dir
+        report_run.start_stage("make-csd-masks", cfg)
+        if reusable(base, cfg, source.ids):  # same settings: the baseline's files, linked
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in source.ids:
+                if not (folder / f"{i}.png").is_file():
+                    _link(base.ir_label_dir / f"{i}.png", folder / f"{i}.png")
+            log.info("csd masks: linked %s's confident labels (same ir_label settings)", name)
+        else:
+            make_ir_label.make_labels(cfg, base.cam_dir, folder, cfg.data.train_split)
     report: dict = {"mask_dir": str(folder), "split": cfg.data.train_split}
     if source.has_masks():
         report.update(mask_quality(source, MaskStore(folder)))

@@ -59,27 +59,34 @@ class IrLabelJob:
         save_label_png(self.out_dir / f"{image_id}.png", conf)
 
 
-def run(cfg: Config) -> int:
-    rd = RunDir.from_config(cfg)
-    rd.require(rd.cam_dir, made_by="make-cam")
+def make_labels(cfg: Config, cam_dir: Path, out_dir: Path, split: str) -> int:
+    """Confident labels of ``cam_dir``'s CAMs for every id of ``split`` into ``out_dir``
+    (existing files kept); returns how many were made. make-ir-label writes its own run's
+    ``ir_label/``; make-csd-masks a CSD run's ``csd_masks/`` from its baseline's CAMs."""
     if not 0 <= cfg.ir_label.bg_threshold <= cfg.ir_label.fg_threshold:
         raise ConfigError(f"ir_label.bg_threshold ({cfg.ir_label.bg_threshold}) must lie in "
                          f"[0, ir_label.fg_threshold ({cfg.ir_label.fg_threshold})]")
-    source = build_source(cfg.data, cfg.data.infer_split)
-    todo = [i for i in source.ids if not (rd.ir_label_dir / f"{i}.png").exists()]
-    missing = [i for i in todo if not (rd.cam_dir / f"{i}.npy").is_file()]
+    source = build_source(cfg.data, split)
+    todo = [i for i in source.ids if not (out_dir / f"{i}.png").exists()]
+    missing = [i for i in todo if not (cam_dir / f"{i}.npy").is_file()]
     if missing:
         raise MissingInputError(
-            f"{len(missing)} of {len(source.ids)} CAM files of split '{cfg.data.infer_split}' are "
-            f"missing from {rd.cam_dir}, e.g. {missing[0]}.npy; run `csdseg make-cam` first "
+            f"{len(missing)} of {len(source.ids)} CAM files of split '{split}' are "
+            f"missing from {cam_dir}, e.g. {missing[0]}.npy; run `csdseg make-cam` first "
             "with the same data.infer_split"
         )
-    rd.start_stage(STAGE, cfg)
-    log.info("%d confident label maps to make, %d already done", len(todo),
+    log.info("%d confident label maps to make in %s, %d already done", len(todo), out_dir,
              len(source.ids) - len(todo))
-    if not todo:
-        return 0
-    rd.ir_label_dir.mkdir(parents=True, exist_ok=True)
-    job = IrLabelJob(source, rd.cam_dir, rd.ir_label_dir, cfg.ir_label)
-    map_ids(job, todo, workers=cfg.ir_label.workers, desc=STAGE)
+    if todo:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        job = IrLabelJob(source, cam_dir, out_dir, cfg.ir_label)
+        map_ids(job, todo, workers=cfg.ir_label.workers, desc=STAGE)
+    return len(todo)
+
+
+def run(cfg: Config) -> int:
+    rd = RunDir.from_config(cfg)
+    rd.require(rd.cam_dir, made_by="make-cam")
+    rd.start_stage(STAGE, cfg)
+    make_labels(cfg, rd.cam_dir, rd.ir_label_dir, cfg.data.infer_split)
     return 0

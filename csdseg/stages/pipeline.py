@@ -48,7 +48,7 @@ DOWNSTREAM = ["make-ir-label", "train-irn", "make-sem-seg", "eval-sem-seg", "tra
 @dataclass
 class Step:
     stage: str
-    cfg: Config  # cfg.name is the run the stage works on (make-csd-masks: writes to from_run)
+    cfg: Config  # cfg.name is the run the stage works on (and the only one it writes)
 
 
 def finetune_config(path: str | None, overrides: list[str], with_csd: bool, epochs: int = 0,
@@ -78,15 +78,19 @@ def control_config(path: str | None, overrides: list[str], epochs: int = 0,
 
 def plan(base: Config, csd: Config | None, control: Config | None = None) -> list[Step]:
     """The steps in execution order: every run's CAM stages first (CSD needs the baseline's
-    CAMs), then each run's downstream stages: baseline, control, CSD."""
+    CAMs; the baseline's confident labels come right after them, so make-csd-masks can link
+    them instead of redoing the CRFs), then each run's downstream stages: baseline, control,
+    CSD."""
     steps = [Step(s, base) for s in CAM_STAGES]
     if csd is not None:
-        steps += [Step("make-csd-masks", csd)] + [Step(s, csd) for s in CAM_STAGES]
+        steps += [Step("make-ir-label", base), Step("make-csd-masks", csd)]
+        steps += [Step(s, csd) for s in CAM_STAGES]
     if control is not None:
         steps += [Step(s, control) for s in CAM_STAGES]
     for cfg in [base, control, csd]:
         if cfg is not None:
-            steps += [Step(s, cfg) for s in DOWNSTREAM]
+            early = {"make-ir-label"} if cfg is base and csd is not None else set()
+            steps += [Step(s, cfg) for s in DOWNSTREAM if s not in early]
     return steps
 
 
@@ -122,14 +126,14 @@ def done_reason(stage: str, cfg: Config) -> str | None:
         split = cfg.data.infer_split
         complete = _complete(folder, ids(split), ext)
         return f"every {split} file in {folder.name}/" if complete else None
-    if stage == "make-csd-masks":
-        base = RunDir(Path(cfg.run_root) / (cfg.csd.from_run or cfg.name))
+    if stage == "make-csd-masks":  # the CSD run's own csd_masks/ (or csd.mask_source)
         source = build_source(cfg.data, cfg.data.train_split)
-        if not _complete(base.ir_label_dir, source.ids, ".png"):
+        folder = Path(cfg.csd.mask_source) if cfg.csd.mask_source else rd.csd_mask_dir
+        if not _complete(folder, source.ids, ".png"):
             return None
-        if source.has_masks() and not base.report("make_csd_masks").is_file():
+        if source.has_masks() and not rd.report("make_csd_masks").is_file():
             return None
-        return f"every {cfg.data.train_split} mask in {base.root.name}/ir_label/"
+        return f"every {cfg.data.train_split} mask in {folder.name}/"
     if stage == "eval-cam":
         inputs = [rd.cam_dir / f"{i}.npy" for i in ids(cfg.data.eval_split)]
     elif stage == "eval-sem-seg":
