@@ -118,6 +118,7 @@ def run(cfg: Config) -> dict:
     source = build_source(cfg.data, cfg.data.train_split)
     report_run = RunDir.from_config(cfg)
     if cfg.csd.mask_source:
+        report_run.start_stage("make-csd-masks", cfg)  # the lock: its report is written here
         folder = Path(cfg.csd.mask_source)
         missing = MaskStore(folder).missing(source.ids) if folder.is_dir() else source.ids
         if missing:
