@@ -218,3 +218,23 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_link(src: str | Path, dst: str | Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where the file system has no links),
+    appearing atomically; write failures raise :class:`WriteError` as the other writers."""
+    src, dst = Path(src), Path(dst)
+    ensure_dir(dst.parent, dst)
+    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        _remove(tmp)
+        named = _named(exc, dst, tmp, src.stat().st_size if src.is_file() else None)
+        raise named from exc

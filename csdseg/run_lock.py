@@ -3,13 +3,11 @@
 Every stage that writes into a run folder goes through :meth:`csdseg.runs.RunDir.start_stage`,
 which calls :func:`acquire`. The lock file holds JSON::
 
-    {"pid": 1234, "host": "node7", "stage": "train_cam", "started": "2024-05-01T12:00:03+02:00",
-     "stage_started": "...", "command": "csdseg train-cam -c ...", "boot_id": "...",
-     "pid_start": 123456, "token": "9f0c...", "version": 1}
+    {"pid": 1234, "host": "node7", "stage": "train_cam", "started": "...", "stage_started": "...",
+     "command": "...", "boot_id": "...", "pid_start": 123456, "token": "9f0c...", "version": 1}
 
-* Taken atomically: the JSON is written to a hidden temporary file, then hard-linked to
-  ``.lock`` (``os.link`` fails if ``.lock`` exists, so the lock never exists half-written);
-  file systems without hard links fall back to ``O_CREAT | O_EXCL``.
+* Taken atomically: the JSON goes to a hidden temp file, hard-linked to ``.lock`` (``os.link``
+  fails if it exists, so no lock is ever half-written); else ``O_CREAT | O_EXCL``.
 * Held for the life of the process and re-entrant: the pipeline runs all stages in one process,
   so a second ``start_stage`` on the same run only records the new stage. It is removed at exit
   (normal exit, an exception, ``sys.exit``); :func:`release` drops it earlier (tests, notebooks).
@@ -20,36 +18,32 @@ which calls :func:`acquire`. The lock file holds JSON::
   has rebooted since (boot id differs). It is taken over, with a log line. Two processes that
   find the same stale lock serialise on ``.lock.takeover`` (``O_EXCL``), and the one that gets
   it removes ``.lock`` only if it still holds the very bytes judged stale, so exactly one wins.
-* A lock from another host cannot be checked: the error asks the user to delete the file if
-  that job is gone.
-* Under ``torchrun`` only the writing rank (rank 0) takes it: the other ranks are part of the
-  same job (:func:`is_writer`).
+* A lock from another host cannot be checked: the error says to delete it if that job is gone.
+* Under ``torchrun`` only rank 0 takes it (:func:`is_writer`).
 """
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
 import errno
 import json
 import logging
 import os
 import secrets
-import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from csdseg import io as _io
+from csdseg.run_identity import _host, _my_info, _now, _valid, holder_alive, is_writer  # noqa: F401
 from csdseg.errors import StageError
 
 log = logging.getLogger("csdseg.run_lock")
 
 LOCK_NAME = ".lock"
 TAKEOVER_NAME = ".lock.takeover"
-TAKEOVER_STALE_S = 30.0    # a takeover guard this old was left by a process killed mid-takeover
-UNREADABLE_STALE_S = 10.0  # an unreadable lock this old was cut short by a crash while created
-WAIT_S = 10.0              # the longest acquire() waits on a concurrent takeover or creation
+TAKEOVER_STALE_S = 30.0  # a takeover guard this old: left by a process killed mid-takeover
+UNREADABLE_STALE_S = 10.0  # an unreadable lock this old: cut short by a crash while created
+WAIT_S = 10.0  # the longest acquire() waits on a concurrent takeover or creation
 # os.link's errors on file systems without hard links (FAT, some FUSE and SMB mounts)
 _NO_LINK = frozenset(code for code in (errno.EPERM, getattr(errno, "ENOTSUP", None),
                                        getattr(errno, "EOPNOTSUPP", None), errno.ENOSYS,
@@ -70,94 +64,6 @@ class _Held:
 
 _held: dict[str, _Held] = {}  # realpath of the run folder -> the lock this process holds
 _atexit_registered = False
-
-
-# --- identity of a process ---------------------------------------------------------------------
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) of ``pid`` from /proc (Linux), or None."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and ')'
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _command() -> str:
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("csdseg/cli.py", "__main__.py")):
-        argv[0] = "csdseg"
-    return " ".join(argv)[:500]
-
-
-def _my_info(stage: str, token: str) -> dict:
-    pid = os.getpid()
-    stat = _proc_stat(pid)
-    now = _now()
-    return {"pid": pid, "host": _host(), "stage": stage, "started": now, "stage_started": now,
-            "command": _command(), "boot_id": _boot_id(),
-            "pid_start": stat[1] if stat else None, "token": token, "version": 1}
-
-
-def is_writer() -> bool:
-    """True in the process that writes run folders: the only process, or torchrun's rank 0
-    (read from torch.distributed once initialised, else from torchrun's RANK variable, since
-    some stages start writing before or without joining the process group)."""
-    torch_dist = sys.modules.get("torch.distributed")
-    if torch_dist is not None and torch_dist.is_available() and torch_dist.is_initialized():
-        return torch_dist.get_rank() == 0
-    try:
-        return int(os.environ.get("RANK", "0")) == 0
-    except ValueError:
-        return True
-
-
-def _valid(info: object) -> bool:
-    return (isinstance(info, dict) and isinstance(info.get("pid"), int) and info["pid"] > 0
-            and isinstance(info.get("host"), str))
-
-
-def holder_alive(info: dict) -> bool:
-    """Whether the process a lock of this host names still runs (and is the same process)."""
-    pid = info["pid"]
-    boot = _boot_id()
-    if info.get("boot_id") and boot and info["boot_id"] != boot:
-        return False  # the machine rebooted since the lock was taken
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by another user
-    except OSError:
-        return False
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, start = stat
-        if state in ("Z", "X"):
-            return False  # killed, not yet reaped by its parent
-        if info.get("pid_start") is not None and start != info["pid_start"]:
-            return False  # the pid now belongs to another process
-    return True
 
 
 # --- reading and describing a lock -------------------------------------------------------------

@@ -229,3 +229,19 @@ def test_csd_masks_live_in_the_csd_run_and_link_matching_baseline_labels(run_cfg
     assert sorted(p.stem for p in mine.glob("*.png")) == sorted(IDS)
     assert not (mine / f"{IDS[0]}.png").samefile(base.ir_label_dir / f"{IDS[0]}.png")
     assert {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()} == before
+
+
+def test_make_csd_masks_only_checks_masks_it_does_not_make(run_cfg):
+    """csd.masks=final (the authors' reading) trains on the baseline's pseudo-masks: make-csd-
+    masks checks and scores that folder and makes nothing."""
+    import copy
+
+    from csdseg.runs import MissingInputError
+    from csdseg.stages import make_csd_masks
+
+    csd = copy.deepcopy(run_cfg)
+    csd.name, csd.csd.from_run, csd.data.train_split = "t_authors", "t", "mini"
+    csd.csd.masks = "final"
+    with pytest.raises(MissingInputError, match=r"sem_seg lacks 3 of 3 masks.*make-sem-seg"):
+        make_csd_masks.run(csd)
+    assert not RunDir.from_config(csd).csd_mask_dir.exists()

@@ -101,8 +101,8 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     status = {(r["run"], r["stage"]): r["status"] for r in first["steps"]}
     assert all(status[("pl", s)] == "ran" for s in pipeline.CAM_STAGES)
     assert status[("pl_csd", "make-csd-masks")] == "ran"
-    # the baseline's confident labels, made before CSD's masks, which link them: no run
-    # writes into another, and the CRFs run once
+    # --to eval-cam leaves the baseline's make-ir-label out, so CSD's masks were made in the
+    # CSD run's own folder (no run writes into another)
     assert status[("pl", "make-ir-label")] == "not selected"
     assert all(status[(r, s)] == "ran" for r in ("pl_csd", "pl_ctl") for s in pipeline.CAM_STAGES)
     assert {status[(r, s)] for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM} == \
@@ -148,3 +148,9 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
         [("pl_csd", "eval-sem-seg")]
     assert {r["status"] for r in third if r["stage"] not in ("make-sem-seg", "eval-sem-seg")} \
         == {"not selected"}
+
+
+def test_pipeline_refuses_the_authors_masks_it_cannot_make_in_time(tmp_path):
+    over = ["data.root=x", f"run_root={tmp_path}", "name=b"]
+    with pytest.raises(ConfigError, match="does not support csd.masks=final"):
+        pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, csd_set=["csd.variant=authors"])

@@ -24,6 +24,7 @@ from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
                                     dead_share, masked_kl, normalize_maps, teacher_confidence)
 from csdseg.csd.cooccurrence import CooccurrenceSampler
+from csdseg.csd.masks import mask_place
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
 from csdseg.csd.variants import resolve_variant
 from csdseg.data.cam_dataset import ClassificationDataset
@@ -83,19 +84,9 @@ def load_frozen_teacher(cfg: Config, num_classes: int) -> nn.Module:
 
 
 def mask_dir(cfg: Config) -> tuple[Path, str]:
-    """The folder of fg/bg label PNGs and the command that makes it: csd.mask_source, else
-    this run's csd_masks/ (confident labels of csd.from_run's CAMs, by make-csd-masks) or,
-    csd.masks=final, csd.from_run's pseudo-masks (sem_seg/, the random walk's output: no
-    uncertain pixels)."""
-    if cfg.csd.mask_source:
-        return Path(cfg.csd.mask_source), "the tool that makes the pseudo-masks (or unset csd.mask_source)"
-    base = cfg.csd.from_run or cfg.name
-    if resolve_variant(cfg.csd).masks == "final":
-        return (RunDir(Path(cfg.run_root) / base).sem_seg_dir,
-                f"csdseg make-sem-seg -c CONFIG name={base} data.infer_split="
-                f"{cfg.data.train_split} (after make-cam and the IRN stages on that split)")
-    return (RunDir.from_config(cfg).csd_mask_dir,  # this run's own, from base's CAMs
-            f"csdseg make-csd-masks -c CONFIG name={cfg.name} csd.from_run={base}")
+    """The folder of fg/bg label PNGs and the command that makes it (csdseg/csd/masks.py)."""
+    place = mask_place(cfg)
+    return place.folder, place.command
 
 
 def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:

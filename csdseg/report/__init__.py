@@ -1,1 +1,1 @@
-"""The pipeline's outputs for people: the baseline-vs-CSD table and a self-contained HTML report."""
+"""The pipeline's outputs for people: the baseline / control / CSD table and a self-contained HTML report."""

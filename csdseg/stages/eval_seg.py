@@ -27,7 +27,7 @@ from csdseg.errors import StageError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_save_png, atomic_write_json
 from csdseg.models.deeplab import load_seg_model, predict_probs
-from csdseg.runs import RunDir, eval_report_path
+from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments, config_from_args
 from csdseg.visualize import palette_png
 
@@ -95,7 +95,11 @@ def evaluate(cfg: Config, split: str | None = None, checkpoint: str | None = Non
     report = evaluate_labels(source, source.ids, predict_and_save, progress=progress)
     report.update(split=split, scales=list(seg.scales), flip=seg.flip, crf=seg.crf,
                   checkpoint=str(ckpt))
-    atomic_write_json(eval_report_path(cfg, STAGE), report)
+    # the run's own report for its own checkpoint and seg.eval_split; any other split or
+    # checkpoint gets its own file, so it never overwrites (or passes for) the run's
+    variant = "_".join(v for v in ("crf" if seg.crf else "",
+                                   f"ckpt_{Path(checkpoint).stem}" if checkpoint else "") if v)
+    atomic_write_json(run.eval_report(STAGE, split, variant), report)
     return report
 
 

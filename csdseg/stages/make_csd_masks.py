@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError, load_config, to_dict
 from csdseg.csd.dataset import MaskStore
 from csdseg.data import Source, build_source
 from csdseg.data.classes import IGNORE_INDEX
-from csdseg.io import atomic_write_json
+from csdseg.csd.masks import mask_place
+from csdseg.io import atomic_link, atomic_write_json
 from csdseg.ops.confident_labels import split_fg_bg
 from csdseg.runs import MissingInputError, RunDir
 from csdseg.stages import make_ir_label
@@ -102,40 +100,27 @@ def reusable(base: RunDir, cfg: Config, ids: list[str]) -> bool:
     return _settings(made) == _settings(cfg)
 
 
-def _link(src: Path, dst: Path) -> None:
-    """dst as a hard link to src (a copy where links are impossible), written atomically."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def run(cfg: Config) -> dict:
     """Masks into this run's own ``csd_masks/`` (never into the baseline's folders)."""
     source = build_source(cfg.data, cfg.data.train_split)
     report_run = RunDir.from_config(cfg)
-    if cfg.csd.mask_source:
-        report_run.start_stage("make-csd-masks", cfg)  # the lock: its report is written here
-        folder = Path(cfg.csd.mask_source)
+    place = mask_place(cfg)  # the one rule train-cam also follows
+    folder = place.folder
+    report_run.start_stage("make-csd-masks", cfg)  # the lock: this run's folders only
+    if not place.made_here:  # csd.mask_source or csd.masks=final: check and score only
         missing = MaskStore(folder).missing(source.ids) if folder.is_dir() else source.ids
         if missing:
-            raise MissingInputError(f"csd.mask_source={folder} lacks {len(missing)} of "
-                                    f"{len(source)} masks of split '{cfg.data.train_split}', "
-                                    f"e.g. {missing[0]}.png")
+            raise MissingInputError(f"{folder} lacks {len(missing)} of {len(source)} masks of "
+                                    f"split '{cfg.data.train_split}', e.g. {missing[0]}.png; "
+                                    f"run `{place.command}` first")
     else:
         name = cfg.csd.from_run or cfg.name
         base = RunDir(Path(cfg.run_root) / name)
         base.require(base.cam_dir, made_by=f"make-cam -c CONFIG name={name}")
-        folder = report_run.csd_mask_dir
-        report_run.start_stage("make-csd-masks", cfg)
         if reusable(base, cfg, source.ids):  # same settings: the baseline's files, linked
-            folder.mkdir(parents=True, exist_ok=True)
             for i in source.ids:
                 if not (folder / f"{i}.png").is_file():
-                    _link(base.ir_label_dir / f"{i}.png", folder / f"{i}.png")
+                    atomic_link(base.ir_label_dir / f"{i}.png", folder / f"{i}.png")
             log.info("csd masks: linked %s's confident labels (same ir_label settings)", name)
         else:
             make_ir_label.make_labels(cfg, base.cam_dir, folder, cfg.data.train_split)

@@ -126,9 +126,11 @@ def done_reason(stage: str, cfg: Config) -> str | None:
         split = cfg.data.infer_split
         complete = _complete(folder, ids(split), ext)
         return f"every {split} file in {folder.name}/" if complete else None
-    if stage == "make-csd-masks":  # the CSD run's own csd_masks/ (or csd.mask_source)
+    if stage == "make-csd-masks":  # where train-cam will read them (csdseg/csd/masks.py)
+        from csdseg.csd.masks import mask_place
+
         source = build_source(cfg.data, cfg.data.train_split)
-        folder = Path(cfg.csd.mask_source) if cfg.csd.mask_source else rd.csd_mask_dir
+        folder = mask_place(cfg).folder
         if not _complete(folder, source.ids, ".png"):
             return None
         if source.has_masks() and not rd.report("make_csd_masks").is_file():
@@ -229,9 +231,21 @@ def run_pipeline(path: str | None, overrides: list[str], baseline_and_csd: bool 
     base = load_config(path, overrides)
     csd = control = None
     if baseline_and_csd:
+        from csdseg.csd.variants import resolve_variant
+
         csd = csd_config(path, overrides, csd_epochs, csd_set)
         control = control_config(path, overrides, csd_epochs, csd_set)
+        if resolve_variant(csd.csd).masks == "final" and not csd.csd.mask_source:
+            raise ConfigError(
+                "--baseline-and-csd does not support csd.masks=final (csd.variant=authors) "
+                "yet: those masks are the baseline's pseudo-masks, which the pipeline makes "
+                "only after the CSD run's CAM stages. Run the baseline's stages first, then "
+                "pass --csd-set csd.mask_source=runs/<name>/sem_seg (or csd.masks=confident)")
     records = execute(plan(base, csd, control), start, stop)
+    from csdseg import run_lock
+
+    if run_lock.is_writer():  # the table and report go into the baseline's run folder
+        run_lock.acquire(RunDir.from_config(base).root, "pipeline")
     table, markdown = write_table(base, control, csd)
     print(markdown)
     html = None
