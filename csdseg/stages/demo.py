@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=6, help="train-cam epochs (baseline)")
     parser.add_argument("--csd-epochs", type=int, default=2, help="CSD epochs after warm start")
     parser.add_argument("--irn-epochs", type=int, default=2)
-    parser.add_argument("--seg-epochs", type=int, default=3)
+    # 2, not 3, since the demo also trains the control: six pipelines must fit ~10 min
+    parser.add_argument("--seg-epochs", type=int, default=2)
     parser.add_argument("--baselines", nargs="+", choices=list(PRESETS), default=list(PRESETS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: tiny models gain little from more, and on a "
