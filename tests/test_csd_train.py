@@ -59,7 +59,8 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
     warm = [f"train.init_from={runs / 'base'}", "train.max_steps=6", "csd.enabled=true",
             "csd.from_run=base"]
     assert main(["train-cam", *args, "name=csd", *warm]) == 0
-    assert main(["train-cam", *args, "name=ref", *warm, "csd.lambda_fg=0", "csd.lambda_bg=0"]) == 0
+    assert main(["train-cam", *args, "name=ref", *warm, "csd.lambda_fg=0", "csd.lambda_bg=0",
+                 f"csd.mask_source={runs / 'csd' / 'csd_masks'}"]) == 0  # the same masks
     rows = read_log(runs / "csd" / "logs" / "train_cam.jsonl", "step")
     ref = read_log(runs / "ref" / "logs" / "train_cam.jsonl", "step")
     assert len(rows) == 6
