@@ -49,6 +49,7 @@ def run(cfg: Config) -> dict:
     model = load_cam_model(cfg, source.num_classes, device)
     if dist.is_main():
         run_dir.start_stage("make_cam", cfg)
+    dist.barrier()  # every rank writes CAMs: none starts before rank 0 holds the run's lock
     out_dir = run_dir.cam_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in dist.shard(source.ids) if not (out_dir / f"{i}.npy").is_file()]
