@@ -29,7 +29,7 @@ SEED_NOISE = {"irn": 0.2, "mct": 0.7}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/synthetic", help="synthetic dataset folder")
     parser.add_argument("--run-root", default="runs", help="where run directories go")
-    parser.add_argument("--n-train", type=int, default=256)
+    parser.add_argument("--n-train", type=int, default=200)  # six pipelines in ~10 min on 2 cores
     parser.add_argument("--n-val", type=int, default=64)
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--epochs", type=int, default=6, help="train-cam epochs (baseline)")
