@@ -12,7 +12,7 @@ Two encodings of that dict, both read by :func:`load_cam` (``cam.format`` picks 
 - ``"npy"`` (the default): three NumPy arrays, so the file loads without torch;
 - ``"irn"``: as the official IRN ``step/make_cam.py`` writes it, ``keys`` and ``cam`` CPU torch
   tensors and ``high_res`` an array, so the official ``cam_to_ir_label.py`` and
-  ``make_sem_seg_labels.py`` (which calls ``.cuda()`` on ``cam``) can consume csdseg's CAMs.
+  ``make_sem_seg_labels.py`` (which moves ``cam`` to the GPU itself) can consume csdseg's CAMs.
   Loading such a file imports torch.
 """
 from __future__ import annotations
