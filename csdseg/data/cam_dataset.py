@@ -20,7 +20,6 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, source: Source, augment: Augment, seed: int = 0) -> None:
         self.source, self.augment, self.seed = source, augment, seed
-        self.crop_size = augment.crop_size
 
     def __len__(self) -> int:
         return len(self.source)

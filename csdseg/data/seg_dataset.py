@@ -43,7 +43,7 @@ class SegTrainDataset(Dataset):
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi, got {scale_range}")
         self.source, self.ids, self.mask_dir = source, list(ids), Path(mask_dir)
-        self.crop_size, self.seed = crop_size, seed
+        self.seed = seed
         self.augment = ScaleCrop(crop_size, (lo, hi), hflip)
 
     def __len__(self) -> int:
