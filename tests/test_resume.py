@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -40,9 +41,16 @@ def command(stage: str, args: list[str]) -> list[str]:
     return [sys.executable, "-m", "csdseg.cli", stage, "-c", PRESET, *args]
 
 
+# Bit-exact comparisons need one thread count on both sides: CPU kernels split their sums by
+# thread, and the in-process reference's count is whatever earlier tests left (the demo sets
+# it), so the reference pins one thread (conftest's fixture) and so does every child.
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def run_and_kill(cmd: list[str], ready, timeout: float = 120.0) -> None:
     """Start ``cmd``, SIGKILL it as soon as ``ready()`` is true; fail if it ends first."""
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=CHILD_ENV)
     deadline = time.time() + timeout
     try:
         while not ready():
@@ -56,7 +64,7 @@ def run_and_kill(cmd: list[str], ready, timeout: float = 120.0) -> None:
 
 
 def check(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=CHILD_ENV)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -140,7 +148,7 @@ def test_absurd_learning_rate_fails_clearly(synth_root, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_killed_make_cam_resumes_to_identical_files(synth_root, tmp_path):
+def test_killed_make_cam_resumes_to_identical_files(synth_root, tmp_path, one_thread):
     runs = tmp_path / "runs"
     cfg = tiny_config(synth_root, runs, "name=ref", *TRAIN, "train.max_steps=1")
     train_cam.run(cfg)
