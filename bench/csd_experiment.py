@@ -75,7 +75,9 @@ def evaluate(cfg: Config) -> dict:
     return out
 
 
-def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict:
+def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace,
+             with_csd: bool = True) -> dict:
+    """base, csd and ctl of one seed (``with_csd=False``: base and ctl, csd_study.py's)."""
     common = [f"data.root={root}", f"run_root={out}", f"seed={seed}", *args.overrides]
     preset = Path(args.preset)
     base = load_config(preset, [*common, f"name=base_s{seed}", f"train.epochs={args.epochs}"])
@@ -83,12 +85,13 @@ def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict
         train_cam.run(base)
     results = {"base": evaluate(base)}
     # CSD's masks in the CSD run's own folder (linked from base's confident labels)
-    masks = load_config(preset, [*common, f"name=csd_s{seed}", f"csd.from_run=base_s{seed}"])
-    results["masks"] = make_csd_masks.run(masks)
+    if with_csd:
+        masks = load_config(preset, [*common, f"name=csd_s{seed}", f"csd.from_run=base_s{seed}"])
+        results["masks"] = make_csd_masks.run(masks)
     warm = [f"train.init_from={base.run_dir}", f"train.epochs={args.extra_epochs}",
             f"optim.lr={args.extra_lr}"]
-    for name, extra in (("csd", ["csd.enabled=true", f"csd.from_run=base_s{seed}"]),
-                        ("ctl", [])):
+    runs = [("csd", ["csd.enabled=true", f"csd.from_run=base_s{seed}"])] if with_csd else []
+    for name, extra in (*runs, ("ctl", [])):
         cfg = load_config(preset, [*common, f"name={name}_s{seed}", *warm, *extra])
         if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
             train_cam.run(cfg)
