@@ -14,26 +14,10 @@ import logging
 import sys
 
 from csdseg.stages.args import add_config_arguments, config_from_args
+from csdseg.stages.registry import STAGES as REGISTRY
 
-# name -> module; a plain dict, so the list of stages reads top to bottom in pipeline order.
-STAGES: dict[str, str] = {
-    "synth": "csdseg.stages.synth",
-    "prepare": "csdseg.stages.prepare",
-    "train-cam": "csdseg.stages.train_cam",
-    "make-cam": "csdseg.stages.make_cam",
-    "eval-cam": "csdseg.stages.eval_cam",
-    "make-ir-label": "csdseg.stages.make_ir_label",
-    "make-csd-masks": "csdseg.stages.make_csd_masks",
-    "show-csd": "csdseg.stages.show_csd",
-    "train-irn": "csdseg.stages.train_irn",
-    "make-sem-seg": "csdseg.stages.make_sem_seg",
-    "eval-sem-seg": "csdseg.stages.eval_sem_seg",
-    "train-seg": "csdseg.stages.train_seg",
-    "eval-seg": "csdseg.stages.eval_seg",
-    "predict": "csdseg.stages.predict",
-    "pipeline": "csdseg.stages.pipeline",
-    "demo": "csdseg.stages.demo",
-}
+# name -> module, in pipeline order: the one list of commands (csdseg.stages.registry)
+STAGES: dict[str, str] = {stage.name: stage.module for stage in REGISTRY}
 
 
 def _load(name: str):

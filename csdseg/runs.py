@@ -58,11 +58,18 @@ class RunDir:
     def sem_seg_dir(self) -> Path:
         return self.root / "sem_seg"
 
+    def _named(self, folder: str, stage: str, suffix: str = "") -> Path:
+        """``<folder>/<stage><suffix>`` with the stage's file name (``make_cam``, never
+        ``make-cam``); a run made before the names were made consistent keeps its old file."""
+        path = self.root / folder / f"{stage.replace('-', '_')}{suffix}"
+        legacy = self.root / folder / f"{stage}{suffix}"
+        return legacy if not path.exists() and legacy.exists() else path
+
     def log(self, stage: str) -> Path:
-        return self.root / "logs" / f"{stage}.jsonl"
+        return self._named("logs", stage, ".jsonl")
 
     def tb(self, stage: str) -> Path:
-        return self.root / "tb" / stage
+        return self._named("tb", stage)
 
     def report(self, stage: str) -> Path:
         return self.root / "reports" / f"{stage}.json"
@@ -73,7 +80,8 @@ class RunDir:
         return self.report(f"{stage}_{split}" + (f"_{variant}" if variant else ""))
 
     def config(self, stage: str) -> Path:
-        return self.root / "configs" / f"{stage}.yaml"
+        """The resolved config ``stage`` last started with (its fingerprint's source)."""
+        return self._named("configs", stage, ".yaml")
 
     # --- helpers ---------------------------------------------------------------------------
     def start_stage(self, stage: str, cfg: Config) -> None:

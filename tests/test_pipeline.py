@@ -9,6 +9,7 @@ import pytest
 
 from csdseg.cli import main as cli_main
 from csdseg.config import ConfigError
+from csdseg.data import build_source
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import pipeline
 from csdseg.stages.pipeline import (DOWNSTREAM, control_config, csd_config, done_reason, execute,
@@ -71,7 +72,7 @@ def test_skip_rules(synth_root, tmp_path):
     assert done_reason("train-cam", cfg) is None
     rd.checkpoint("cam").write_bytes(b"x")
     assert done_reason("train-cam", cfg) == "checkpoints/cam.pt present"
-    ids = pipeline.build_source(cfg.data, "train").ids
+    ids = build_source(cfg.data, "train").ids
     rd.cam_dir.mkdir()
     for i in ids[:-1]:
         (rd.cam_dir / f"{i}.npy").write_bytes(b"x")

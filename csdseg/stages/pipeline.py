@@ -20,27 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csdseg.config import Config, ConfigError, load_config
-from csdseg.data import build_source
-from csdseg.runs import RunDir, eval_report_path
+from csdseg.config import Config, ConfigError, fingerprint, load_config
+from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments
+from csdseg.stages.registry import BY_NAME, PIPELINE, fingerprint_keys
 
 HELP = "run every stage (optionally baseline and CSD), skipping finished ones; print the table"
 log = logging.getLogger("csdseg.pipeline")
 
-# stage -> module; this order is the one --from/--to refer to
-ORDER: dict[str, str] = {
-    "train-cam": "csdseg.stages.train_cam",
-    "make-cam": "csdseg.stages.make_cam",
-    "eval-cam": "csdseg.stages.eval_cam",
-    "make-csd-masks": "csdseg.stages.make_csd_masks",
-    "make-ir-label": "csdseg.stages.make_ir_label",
-    "train-irn": "csdseg.stages.train_irn",
-    "make-sem-seg": "csdseg.stages.make_sem_seg",
-    "eval-sem-seg": "csdseg.stages.eval_sem_seg",
-    "train-seg": "csdseg.stages.train_seg",
-    "eval-seg": "csdseg.stages.eval_seg",
-}
+# stage -> module, in the order --from/--to refer to: the registry's pipeline steps
+ORDER: dict[str, str] = {name: BY_NAME[name].module for name in PIPELINE}
 CAM_STAGES = ["train-cam", "make-cam", "eval-cam"]
 DOWNSTREAM = ["make-ir-label", "train-irn", "make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"]
 
@@ -95,57 +84,60 @@ def plan(base: Config, csd: Config | None, control: Config | None = None) -> lis
 
 
 # --------------------------------------------------------------------------------------------
-# Skip rules: a stage is done when its outputs are complete (and reports newer than inputs)
+# Skip rules: a stage is done when its outputs are complete and were made with today's settings
 
 
-def _complete(folder: Path, ids: list[str], ext: str) -> bool:
-    return folder.is_dir() and all((folder / f"{i}{ext}").is_file() for i in ids)
+def stale_reason(stage: str, cfg: Config) -> str | None:
+    """Why the outputs ``stage`` holds for ``cfg`` no longer fit it, or None.
 
-
-def _fresh(report: Path, inputs: list[Path]) -> bool:
-    """``report`` exists and is at least as new as every input (all of which exist)."""
-    if not report.is_file() or not all(p.is_file() for p in inputs):
-        return False
-    newest = max((p.stat().st_mtime for p in inputs), default=0.0)
-    return report.stat().st_mtime >= newest
+    Its recorded config (configs/<stage>.yaml) against the current one on the keys that shape
+    its outputs (its own and its upstream stages', csdseg.config.fingerprint); and any input
+    from another run (a warm start, a baseline's checkpoint) newer than that record."""
+    rd, entry = RunDir.from_config(cfg), BY_NAME[stage]
+    record = rd.config(stage)
+    recorded = fingerprint.recorded_settings(record)
+    if recorded is None:  # no record: outputs made by hand or by an older csdseg
+        return None
+    keys = fingerprint_keys(stage)
+    now, then = (fingerprint.select(v, keys) for v in (fingerprint.settings(cfg), recorded))
+    if fingerprint.digest(now) != fingerprint.digest(then):
+        changed = fingerprint.difference(now, then)
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return f"settings changed since it ran: {', '.join(changed[:3])}{more}"
+    made_at = record.stat().st_mtime
+    for path in entry.foreign(cfg):
+        if path.is_file() and path.stat().st_mtime > made_at:
+            return f"{path} is newer than this stage's outputs"
+    return None
 
 
 def done_reason(stage: str, cfg: Config) -> str | None:
     """Why ``stage`` can be skipped for ``cfg`` (a short phrase), or None when it must run."""
-    rd = RunDir.from_config(cfg)
-    ids = lambda split: build_source(cfg.data, split).ids  # noqa: E731 - built only when asked
-    if stage in ("train-cam", "train-irn", "train-seg"):
-        ckpt = rd.checkpoint({"train-cam": "cam", "train-irn": "irn", "train-seg": "seg"}[stage])
-        if stage == "train-irn" and cfg.irn.method == "crf":
-            return "not needed (irn.method=crf)"
-        return f"{ckpt.relative_to(rd.root)} present" if ckpt.is_file() and ckpt.stat().st_size \
-            else None
-    if stage in ("make-cam", "make-ir-label", "make-sem-seg"):
-        folder, ext = {"make-cam": (rd.cam_dir, ".npy"), "make-ir-label": (rd.ir_label_dir, ".png"),
-                       "make-sem-seg": (rd.sem_seg_dir, ".png")}[stage]
-        split = cfg.data.infer_split
-        complete = _complete(folder, ids(split), ext)
-        return f"every {split} file in {folder.name}/" if complete else None
-    if stage == "make-csd-masks":  # where train-cam will read them (csdseg/csd/masks.py)
-        from csdseg.csd.masks import mask_place
-
-        source = build_source(cfg.data, cfg.data.train_split)
-        folder = mask_place(cfg).folder
-        if not _complete(folder, source.ids, ".png"):
-            return None
-        if source.has_masks() and not rd.report("make_csd_masks").is_file():
-            return None
-        return f"every {cfg.data.train_split} mask in {folder.name}/"
-    if stage == "eval-cam":
-        inputs = [rd.cam_dir / f"{i}.npy" for i in ids(cfg.data.eval_split)]
-    elif stage == "eval-sem-seg":
-        inputs = [rd.sem_seg_dir / f"{i}.png" for i in ids(cfg.data.eval_split)]
-    elif stage == "eval-seg":
-        inputs = [rd.checkpoint("seg")]
-    else:
+    if stage not in BY_NAME or BY_NAME[stage].complete is None:
         raise ConfigError(f"unknown stage '{stage}'; stages: {', '.join(ORDER)}")
-    report = eval_report_path(cfg, stage.replace("-", "_"))
-    return "report newer than its inputs" if _fresh(report, inputs) else None
+    entry = BY_NAME[stage]
+    if (why := entry.needed(cfg)) is not None:
+        return f"not needed ({why})"
+    complete = entry.complete(cfg, RunDir.from_config(cfg))
+    if complete is None or stale_reason(stage, cfg) is not None:
+        return None
+    return complete
+
+
+def retire(stage: str, cfg: Config, why: str) -> list[Path]:
+    """Move the outputs a stale stage left in its run folder to ``stale/<stage>-<time>/``
+    (never deleted, never outside the run), so the rerun starts clean."""
+    rd = RunDir.from_config(cfg)
+    present = [p for p in BY_NAME[stage].made(rd) if p.exists() and rd.root in p.parents]
+    if not present:
+        return []
+    dest = rd.root / "stale" / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for path in present:
+        target = dest / path.relative_to(rd.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    log.warning("%s: %s rerun (%s); its old outputs moved to %s", cfg.name, stage, why, dest)
+    return present
 
 
 def run_stage(stage: str, cfg: Config) -> None:
@@ -189,6 +181,11 @@ def execute(steps: list[Step], start: str | None = None, stop: str | None = None
             record.update(status="skipped" if needed else "not needed",
                           why=why if needed else why[len("not needed ("):-1])
         else:
+            if (stale := stale_reason(step.stage, step.cfg)) is not None:
+                moved = retire(step.stage, step.cfg, stale)
+                if echo and moved:
+                    print(f"[pipeline] {step.cfg.name}: {step.stage}: {stale}; "
+                          f"outputs moved to stale/", flush=True)
             t0 = time.time()
             if echo:
                 print(f"[pipeline] {step.cfg.name}: {step.stage} ...", flush=True)
