@@ -85,7 +85,11 @@ def _csd_masks(cfg: Config, rd: RunDir) -> str | None:
 
 
 def _warm_start(cfg: Config) -> list[Path]:
-    return [RunDir(cfg.train.init_from).checkpoint("cam")] if cfg.train.init_from else []
+    """train.init_from: a .pt file or a run directory (its checkpoints/cam.pt)."""
+    src = Path(cfg.train.init_from)
+    if not cfg.train.init_from:
+        return []
+    return [src if src.suffix == ".pt" else RunDir(src).checkpoint("cam")]
 
 
 def _baseline_checkpoint(cfg: Config) -> list[Path]:
