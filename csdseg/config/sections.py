@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: Literal["voc", "coco", "custom"] = "voc"  # the synthetic data uses the voc layout
+    dataset: Annotated[str, Registry("csdseg.data", "DATASETS")] = "voc"  # synthetic data: voc
     root: str = "data/VOC2012"
     train_split: str = "train_aug"  # images the classifier is trained on
     infer_split: str = "train_aug"  # images make-cam writes maps for (IRN: train_aug)
@@ -200,8 +200,8 @@ class IrnConfig:
     exp_times: int = 8
     walk_radius: int = 5
     sem_seg_bg_threshold: float = 0.25
-    # make-sem-seg: rw (IRN random walk) | crf (CAM + dense CRF)
-    method: Literal["rw", "crf"] = "rw"
+    # make-sem-seg's pseudo-mask refiner: a key of REFINERS in csdseg/refiners/__init__.py
+    method: Annotated[str, Registry("csdseg.refiners", "REFINERS")] = "rw"
     crf_preset: CrfPreset = "deeplab_v2"  # method=crf
     crf_bg_threshold: float = 0.15  # method=crf: constant background score before the CRF
     walk_threads: int = 1  # CPU threads per random walk (0 = torch's default)

@@ -15,6 +15,8 @@ the label file and the ``train_labelled`` / ``val_labelled`` lists from the inst
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from functools import lru_cache
 from importlib import resources
@@ -25,6 +27,9 @@ import numpy as np
 from csdseg.data.classes import COCO_CLASSES, IGNORE_INDEX
 from csdseg.data.source import DataError, Source, read_split
 from csdseg.data.voc import gather_labels, load_label_file
+
+if TYPE_CHECKING:
+    from csdseg.config import DataConfig
 
 BUILTIN = resources.files("csdseg.data") / "resources" / "coco14"
 # split name -> built-in list; the lists hold all 82,783 train and 40,504 val images.
@@ -79,6 +84,10 @@ def mask_names(image_id: str) -> list[str]:
 
 
 class COCOSource(Source):
+    @classmethod
+    def from_config(cls, cfg: "DataConfig", split: str) -> "COCOSource":
+        return cls(cfg.root, split, label_file=cfg.label_file, mask_dir=cfg.mask_dir)
+
     def __init__(self, root: str | Path, split: str, label_file: str = "", mask_dir: str = "") -> None:
         self.root = Path(root)
         if not self.root.is_dir():

@@ -13,12 +13,17 @@ CSV always agree on the class order even when one of them lacks a class.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import csv as csv_module
 from pathlib import Path
 
 import numpy as np
 
 from csdseg.data.source import DataError, Source
+
+if TYPE_CHECKING:
+    from csdseg.config import DataConfig
 
 HEADER = ("image", "labels")
 
@@ -74,6 +79,11 @@ def read_class_list(root: Path, csv_path: Path) -> list[str]:
 
 
 class CustomSource(Source):
+    @classmethod
+    def from_config(cls, cfg: "DataConfig", split: str) -> "CustomSource":
+        """``split`` names the CSV unless ``data.csv`` does."""
+        return cls(cfg.root, csv=cfg.csv or split, mask_dir=cfg.mask_dir)
+
     def __init__(self, root: str | Path, csv: str, mask_dir: str = "") -> None:
         self.root = Path(root)
         if not self.root.is_dir():

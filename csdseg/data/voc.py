@@ -6,6 +6,8 @@ standard lists shipped in the package (train_aug 10,582, train 1,464, val 1,449,
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -14,6 +16,9 @@ import numpy as np
 
 from csdseg.data.classes import VOC_CLASSES
 from csdseg.data.source import DataError, Source, load_contexts, read_split
+
+if TYPE_CHECKING:
+    from csdseg.config import DataConfig
 
 BUILTIN = resources.files("csdseg.data") / "resources" / "voc12"
 
@@ -82,6 +87,10 @@ def gather_labels(ids: list[str], table: dict[str, np.ndarray], label_path: Path
 
 
 class VOCSource(Source):
+    @classmethod
+    def from_config(cls, cfg: "DataConfig", split: str) -> "VOCSource":
+        return cls(cfg.root, split, label_file=cfg.label_file, mask_dir=cfg.mask_dir)
+
     def __init__(self, root: str | Path, split: str, label_file: str = "", mask_dir: str = "",
                  class_names: list[str] | None = None) -> None:
         self.root = Path(root)
