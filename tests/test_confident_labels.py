@@ -52,15 +52,15 @@ def test_foreground_of_the_strict_map_is_kept_when_the_lenient_map_says_backgrou
     """IRN sets 0 only where fg + bg == 0: a strict-map class survives a lenient-map 0."""
     calls = []
 
-    def fake_crf(img, labels, n_labels, t):
+    def fake_crf(img, maps, n_labels, t):
         calls.append(t)
-        return labels if len(calls) == 1 else np.zeros_like(labels)  # 2nd call: the bg map
+        return [maps[0], np.zeros_like(maps[1])]  # the bg map says background everywhere
 
-    monkeypatch.setattr(cl, "crf_inference_label", fake_crf)
+    monkeypatch.setattr(cl, "crf_inference_labels", fake_crf)
     cam = one_class_cam({(0, 4): 0.1, (4, 8): 0.9}, key=0)
     conf = confident_labels(np.zeros((8, 8, 3), np.uint8), cam)
     np.testing.assert_array_equal(conf, np.tile([0, 0, 0, 0, 1, 1, 1, 1], (8, 1)))
-    assert calls == [10, 10]
+    assert calls == [10]  # one call: both maps share the CRF's pairwise terms
 
 
 def test_crf_moves_uncertain_bands_onto_the_colour_edge():
@@ -75,6 +75,54 @@ def test_crf_moves_uncertain_bands_onto_the_colour_edge():
     refined = confident_labels(img, record)
     np.testing.assert_array_equal(refined[:, :16], 0)
     np.testing.assert_array_equal(refined[:, 16:], 7)
+
+
+def irn_cam_to_ir_label(img: np.ndarray, cams: np.ndarray, class_keys: np.ndarray) -> np.ndarray:
+    """IRN's step/cam_to_ir_label.py for one image, step for step: padded argmax per
+    threshold, two independent CRFs (misc/imutils.crf_inference_label), then the combination."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    keys = np.pad(class_keys + 1, (1, 0), mode="constant")
+    h, w = img.shape[:2]
+
+    def crf(labels: np.ndarray) -> np.ndarray:
+        n = keys.shape[0]
+        d = dcrf.DenseCRF2D(w, h, n)
+        d.setUnaryEnergy(unary_from_labels(labels, n, gt_prob=0.7, zero_unsure=False))
+        d.addPairwiseGaussian(sxy=3, compat=3)
+        d.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(np.copy(img)), compat=10)
+        return np.argmax(np.array(d.inference(10)).reshape((n, h, w)), axis=0)
+
+    fg = keys[crf(np.argmax(np.pad(cams, ((1, 0), (0, 0), (0, 0)), constant_values=0.30), 0))]
+    bg = keys[crf(np.argmax(np.pad(cams, ((1, 0), (0, 0), (0, 0)), constant_values=0.05), 0))]
+    conf = fg.copy()
+    conf[fg == 0] = 255
+    conf[bg + fg == 0] = 0
+    return conf.astype(np.uint8)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_confident_labels_equal_irns_on_the_same_cams(k):
+    """The fast path (one argmax for both thresholds, one CRF's kernels for both maps) gives
+    IRN's labels exactly, ties at the thresholds included."""
+    rng = np.random.default_rng(k)
+    h, w = 45, 70
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.clip(rng.normal(110, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+    cams = np.empty((k, h, w), np.float32)
+    for c in range(k):
+        cy, cx, r = rng.uniform(10, 35), rng.uniform(10, 60), rng.uniform(8, 20)
+        cams[c] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+        img[cams[c] > 0.4] = rng.integers(0, 256, 3)
+    cams /= cams.max(axis=(1, 2), keepdims=True)
+    cams[:, :3] = 0.30  # exact ties with both thresholds: the background channel wins
+    cams[:, 3:6] = 0.05
+    keys = np.sort(rng.choice(20, k, replace=False))
+    expected = irn_cam_to_ir_label(img, cams, keys)
+    got = confident_labels(img, {"keys": keys, "high_res": cams})
+    assert len(np.unique(expected)) == k + 2  # every class, background and uncertain occur
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_confident_labels_rejects_bad_input():

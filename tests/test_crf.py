@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from csdseg.ops.crf import SOFTMAX_PRESETS, crf_inference_label, crf_inference_softmax
+from csdseg.ops.crf import (SOFTMAX_PRESETS, _label_marginals, crf_inference_label,
+                            crf_inference_labels, crf_inference_softmax)
 
 H, W = 40, 60
 EDGE = 27  # the colour edge sits off the image centre, so a symmetric blur cannot find it
@@ -72,6 +73,42 @@ def test_label_crf_edge_cases():
         crf_inference_label(img.astype(np.float32), regions, n_labels=2)
     with pytest.raises(ValueError, match=r"img is \(40, 60\) but the labels/scores are \(40, 59\)"):
         crf_inference_label(img, regions[:, :-1], n_labels=2)
+
+
+def own_crf_marginals(img: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """IRN's misc/imutils.crf_inference_label before its argmax: a CRF of its own per map."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    h, w = labels.shape
+    d = dcrf.DenseCRF2D(w, h, n_labels)
+    d.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=0.7, zero_unsure=False))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(np.copy(img)), compat=10)
+    return np.array(d.inference(10)).reshape(n_labels, h, w)
+
+
+@pytest.mark.parametrize("n_labels", [2, 3, 5])
+def test_shared_pairwise_terms_give_each_map_its_own_crfs_answer_bit_for_bit(n_labels):
+    """crf_inference_labels builds the kernels once for all maps of an image: every map's
+    marginals must still be exactly those of an independent CRF (n_labels 2 takes
+    pydensecrf's scalar lattice code, 3 and 5 its SSE code)."""
+    rng = np.random.default_rng(n_labels)
+    img, _ = two_region_image()
+    img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+    maps = [rng.integers(0, n_labels, (H, W)) for _ in range(3)]
+    maps[1][:, :EDGE] = 0  # maps that differ a lot and a little
+    maps.append(maps[0].copy())  # a repeat is answered without a second inference
+    marginals = _label_marginals(np.ascontiguousarray(img), maps, n_labels, 10, 0.7)
+    for labels, q in zip(maps, marginals):
+        np.testing.assert_array_equal(q, own_crf_marginals(img, labels, n_labels))
+    out = crf_inference_labels(img, maps, n_labels=n_labels)
+    for labels, got in zip(maps, out):
+        np.testing.assert_array_equal(got, own_crf_marginals(img, labels, n_labels).argmax(0))
+        assert got.dtype == np.int64
+    assert crf_inference_labels(img, [], n_labels=2) == []
+    with pytest.raises(ValueError, match="label maps differ in shape"):
+        crf_inference_labels(img, [maps[0], maps[0][:, :-1]], n_labels=n_labels)
 
 
 def test_softmax_crf_snaps_uncertain_probabilities_to_the_colour_edge():

@@ -16,17 +16,23 @@ from __future__ import annotations
 import numpy as np
 
 from csdseg.data.classes import IGNORE_INDEX
-from csdseg.ops.crf import crf_inference_label
+from csdseg.ops.crf import crf_inference_labels
 
 
-def _crf_thresholded(img: np.ndarray, cams: np.ndarray, keys: np.ndarray, threshold: float,
-                     crf_iters: int) -> np.ndarray:
-    """Argmax over [threshold; CAMs], CRF-refined, mapped to dataset labels: int [H, W]."""
-    scores = np.pad(cams, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=threshold)
-    local = np.argmax(scores, axis=0)
-    if crf_iters > 0:
-        local = crf_inference_label(img, local, n_labels=keys.shape[0], t=crf_iters)
-    return keys[local]
+def _thresholded(cams: np.ndarray, thresholds: tuple[float, ...]) -> list[np.ndarray]:
+    """IRN's argmax over [threshold; CAMs] for each threshold: local channel, int64 [H, W].
+
+    The same map as padding a constant channel under the CAMs and taking the argmax (a tie
+    goes to the threshold channel, listed first), without a padded copy per threshold: the
+    CAMs' max and argmax are computed once, and the comparison is made in float32, the dtype
+    the padded channel would have had.
+    """
+    if cams.shape[0] == 0:
+        return [np.zeros(cams.shape[1:], np.int64) for _ in thresholds]
+    strongest = np.argmax(cams, axis=0) + 1
+    peak = np.max(cams, axis=0)
+    # NaN: np.argmax calls it the max, so the padded argmax picks it; NaN <= t is False here
+    return [np.where(peak <= np.float32(t), 0, strongest) for t in thresholds]
 
 
 def confident_labels(img: np.ndarray, cam_dict: dict, fg_threshold: float = 0.30,
@@ -48,8 +54,12 @@ def confident_labels(img: np.ndarray, cam_dict: dict, fg_threshold: float = 0.30
         raise ValueError(f"image is {img.shape[:2]} but high_res is {cams.shape[1:]}")
     # local channel i -> dataset label: 0 for the background channel, class + 1 otherwise
     keys = np.pad(class_keys + 1, (1, 0), mode="constant")
-    fg = _crf_thresholded(img, cams, keys, fg_threshold, crf_iters)
-    bg = _crf_thresholded(img, cams, keys, bg_threshold, crf_iters)
+    fg_local, bg_local = _thresholded(cams, (fg_threshold, bg_threshold))
+    if crf_iters > 0:
+        # one CRF's pairwise terms serve both maps (same image, same kernels)
+        fg_local, bg_local = crf_inference_labels(img, [fg_local, bg_local],
+                                                  n_labels=keys.shape[0], t=crf_iters)
+    fg, bg = keys[fg_local], keys[bg_local]
     conf = fg.copy()
     conf[fg == 0] = IGNORE_INDEX
     # Background only where both maps say so: a pixel the strict map calls foreground keeps

@@ -5,7 +5,8 @@ Two entry points, one per kind of unary:
 - :func:`crf_inference_label` turns a hard label map into a sharper one. Its settings are
   IRN's (``misc/imutils.py``): a 0.7-confident unary from the labels, a Gaussian kernel
   (sxy 3, compat 3) and a bilateral kernel (sxy 50, srgb 5, compat 10). IRN's confident
-  labels (:mod:`csdseg.ops.confident_labels`) run it twice per image.
+  labels (:mod:`csdseg.ops.confident_labels`) run it twice per image, through
+  :func:`crf_inference_labels`, which builds those kernels once for both maps.
 - :func:`crf_inference_softmax` refines per-class probabilities (CAM+CRF pseudo-masks,
   segmentation post-processing). The defaults are DeepLab-v2's ResNet-101 VOC settings
   (pos_w 3, pos_xy_std 1, bi_w 4, bi_xy_std 67, bi_rgb_std 3, 10 iterations), as in the
@@ -20,7 +21,7 @@ The CRF itself is single-threaded C++, so throughput comes from running images i
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -64,27 +65,60 @@ def crf_inference_label(img: np.ndarray, labels: np.ndarray, n_labels: int, t: i
     Returns int64 [H, W], the per-pixel argmax after ``t`` mean-field iterations
     (``t=0`` returns ``labels`` unchanged).
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be [H, W], got shape {labels.shape}")
-    h, w = labels.shape
+    return crf_inference_labels(img, [labels], n_labels, t=t, gt_prob=gt_prob)[0]
+
+
+def crf_inference_labels(img: np.ndarray, label_maps: Sequence[np.ndarray], n_labels: int,
+                         t: int = 10, gt_prob: float = 0.7) -> list[np.ndarray]:
+    """:func:`crf_inference_label` of several label maps of the same image, each answer the
+    one a CRF of its own would give (bit for bit: tests/test_crf.py).
+
+    The pairwise terms depend on the image alone, so they are built once and shared: building
+    them (the bilateral kernel's permutohedral lattice and its normalisation) costs about a
+    third of one CRF, and pydensecrf's ``inference`` reads only the unary and the (unchanged)
+    pairwise terms, so swapping the unary between maps changes nothing else.
+    """
+    maps = [np.asarray(labels) for labels in label_maps]
+    for labels in maps:
+        if labels.ndim != 2:
+            raise ValueError(f"labels must be [H, W], got shape {labels.shape}")
+    if not maps:
+        return []
+    h, w = maps[0].shape
+    if any(m.shape != (h, w) for m in maps):
+        raise ValueError(f"label maps differ in shape: {[m.shape for m in maps]}")
     rgb = _check_image(img, h, w)
     if n_labels < 1:
         raise ValueError(f"n_labels must be >= 1, got {n_labels}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
-        raise ValueError(f"labels must lie in 0..{n_labels - 1}, got {labels.min()}..{labels.max()}")
+    for labels in maps:
+        if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
+            raise ValueError(f"labels must lie in 0..{n_labels - 1}, "
+                             f"got {labels.min()}..{labels.max()}")
     if n_labels == 1:  # one label: nothing to decide (and the unary would divide by zero)
-        return np.zeros((h, w), np.int64)
+        return [np.zeros((h, w), np.int64) for _ in maps]
+    return [np.argmax(q, axis=0) for q in _label_marginals(rgb, maps, n_labels, t, gt_prob)]
+
+
+def _label_marginals(rgb: np.ndarray, maps: list[np.ndarray], n_labels: int, t: int,
+                     gt_prob: float) -> list[np.ndarray]:
+    """Each map's CRF marginals float32 [n_labels, H, W], the pairwise terms built once."""
     dcrf = _densecrf()
     from pydensecrf.utils import unary_from_labels
 
+    h, w = rgb.shape[:2]
     crf = dcrf.DenseCRF2D(w, h, n_labels)
-    crf.setUnaryEnergy(unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob,
-                                         zero_unsure=False))
     crf.addPairwiseGaussian(sxy=3, compat=3)
     crf.addPairwiseBilateral(sxy=50, srgb=5, rgbim=rgb, compat=10)
-    q = np.asarray(crf.inference(t))
-    return np.argmax(q.reshape(n_labels, h, w), axis=0)
+    out: list[np.ndarray] = []
+    for n, labels in enumerate(maps):
+        same = next((k for k in range(n) if np.array_equal(maps[k], labels)), None)
+        if same is not None:  # the same unary gives the same answer: no second inference
+            out.append(out[same])
+            continue
+        crf.setUnaryEnergy(unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob,
+                                             zero_unsure=False))
+        out.append(np.asarray(crf.inference(t)).reshape(n_labels, h, w))
+    return out
 
 
 def crf_inference_softmax(img: np.ndarray, probs: np.ndarray, t: int = 10, pos_w: float = 3,
