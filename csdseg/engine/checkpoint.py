@@ -88,3 +88,28 @@ def load_weights(model: torch.nn.Module, path: Path, expect: dict[str, Any] | No
                          " point at the checkpoint of this model and class count, or retrain"
                          ) from None
     return meta
+
+
+def load_seg_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a trained segmentation network from its final checkpoint alone (eval mode).
+
+    The checkpoint's meta must carry ``model``, ``num_classes`` (foreground K), ``class_names``
+    and ``model_config`` (the constructor arguments), as train-seg writes them.
+    """
+    # imported here: the checkpoint format needs no model code until a model is rebuilt
+    from csdseg.models.deeplab import SEG_MODELS, build_seg_model
+
+    ckpt = load_checkpoint(Path(path))
+    meta = ckpt.get("meta", {})
+    missing = [k for k in ("model", "num_classes", "class_names", "model_config") if k not in meta]
+    if missing or meta.get("model") not in SEG_MODELS:
+        raise StageError(f"checkpoint {path} is not a segmentation checkpoint written by "
+                         f"`csdseg train-seg` (meta lacks {missing or ['a known model name']})")
+    model = build_seg_model(meta["model"], meta["num_classes"], pretrained="none",
+                            **meta["model_config"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise StageError(f"checkpoint {path} does not fit {meta['model']} "
+                         f"({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), meta

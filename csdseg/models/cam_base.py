@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csdseg.config import OptimConfig
+from csdseg.models.optim_groups import param_group
 
 
 class StagedCAM(nn.Module):
@@ -70,13 +70,10 @@ class StagedCAM(nn.Module):
     def classification_loss(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         return F.multilabel_soft_margin_loss(out["logits"], labels)
 
-    def param_groups(self, cfg: OptimConfig) -> list[dict]:
-        """The backbone at ``cfg.lr``, the classifier at ``cfg.lr x head_lr_mult`` (IRN: 10x)."""
+    def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict]:
+        """The trainable backbone at ``lr``, the classifier at ``lr x head_mult`` (IRN: 10x)."""
         head = list(self.classifier.parameters())
         head_ids = {id(p) for p in head}
         backbone = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
-        return [
-            {"params": backbone, "lr": cfg.lr, "lr_mult": 1.0, "weight_decay": cfg.weight_decay},
-            {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "lr_mult": cfg.head_lr_mult,
-             "weight_decay": cfg.weight_decay},
-        ]
+        return [param_group(backbone, lr, weight_decay),
+                param_group(head, lr, weight_decay, head_mult)]

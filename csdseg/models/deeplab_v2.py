@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from csdseg.models.deeplab import freeze_batchnorm, init_head, make_backbone, split_param_groups
+from csdseg.models.optim_groups import split_param_groups
+from csdseg.models.seg_blocks import freeze_batchnorm, init_head, make_backbone
 
 
 class ASPPv2(nn.Module):
@@ -66,8 +67,10 @@ class DeepLabV2(nn.Module):
             freeze_batchnorm(self.backbone)
         return self
 
-    def param_groups(self, weight_decay: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        return split_param_groups(self.backbone, self.aspp, weight_decay, head_lr_mult)
+    def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict[str, Any]]:
+        """The trainable backbone (frozen BN's affine terms left out) at ``lr``, the ASPP at
+        ``lr x head_mult`` (DeepLab: 10x)."""
+        return split_param_groups(self.backbone, self.aspp, lr, weight_decay, head_mult)
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from csdseg.models.deeplab import init_head, make_backbone, split_param_groups
+from csdseg.models.optim_groups import split_param_groups
+from csdseg.models.seg_blocks import init_head, make_backbone
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -91,8 +92,9 @@ class DeepLabV3Plus(nn.Module):
                           align_corners=False)
         return self.classifier(self.decoder(torch.cat([y, self.reduce(low)], 1)))
 
-    def param_groups(self, weight_decay: float, head_lr_mult: float = 10.0) -> list[dict[str, Any]]:
-        return split_param_groups(self.backbone, self.head, weight_decay, head_lr_mult)
+    def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict[str, Any]]:
+        """The backbone at ``lr``, ASPP + decoder + classifier at ``lr x head_mult`` (10x)."""
+        return split_param_groups(self.backbone, self.head, lr, weight_decay, head_mult)
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

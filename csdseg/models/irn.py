@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from csdseg.models.cam_resnet import _make_last_stage_stride_one
+from csdseg.models.optim_groups import param_group
 from csdseg.models.pretrained import create_timm_model
 
 # the lightweight backbones (timm names) are for CPU demos and tests
@@ -131,16 +132,14 @@ class IRNet(nn.Module):
         dp = d[6](torch.cat([d[0](x1), d[1](x2), d[5](deep)[..., :h, :w]], dim=1))
         return edge, dp
 
-    def param_groups(self, weight_decay: float, dp_lr_mult: float = 10.0) -> list[dict]:
-        """IRN: the boundary branch at the base lr, the displacement branch at 10x (and a
-        learning backbone, if any, at the base lr)."""
-        backbone = [{"params": list(self.backbone.parameters()), "lr_mult": 1.0,
-                     "weight_decay": weight_decay}] if self.train_backbone else []
+    def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict]:
+        """IRN: the boundary branch at ``lr``, the displacement branch at ``lr x head_mult``
+        (``irn.dp_lr_mult``, IRN: 10x), and a learning backbone, if any, at ``lr``."""
+        backbone = ([param_group(list(self.backbone.parameters()), lr, weight_decay)]
+                    if self.train_backbone else [])
         return backbone + [
-            {"params": list(self.edge_layers.parameters()), "lr_mult": 1.0,
-             "weight_decay": weight_decay},
-            {"params": list(self.dp_layers.parameters()), "lr_mult": dp_lr_mult,
-             "weight_decay": weight_decay},
+            param_group(list(self.edge_layers.parameters()), lr, weight_decay),
+            param_group(list(self.dp_layers.parameters()), lr, weight_decay, head_mult),
         ]
 
     @torch.no_grad()
@@ -171,8 +170,3 @@ class IRNet(nn.Module):
     def infer_boundary(self, x: torch.Tensor, crop_size: int = 512) -> torch.Tensor:
         """The boundary probability [ceil(H/4), ceil(W/4)] of :meth:`edge_displacement`."""
         return self.edge_displacement(x, crop_size)[0]
-
-
-def irnet(backbone: str = "resnet50.tv_in1k", pretrained: str = "none",
-          train_backbone: bool = False) -> IRNet:
-    return IRNet(backbone, pretrained, train_backbone)

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
-from csdseg.config import ConfigError
+from csdseg.models.optim_groups import param_group
 from csdseg.models.pretrained import create_timm_model
 from csdseg.models.vit_blocks import (WeightBlock, PatchEmbed, init_vit_weights,
                                       interpolate_pos_embed, load_state_file, resize_pos_grid)
@@ -38,8 +38,8 @@ class MCTformer(nn.Module):
     def __init__(self, num_classes: int, version: int = 2, img_size: int = 224,
                  patch_size: int = 16, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 attn_layers: int = 3, patch_attn_refine: bool = True, fused_attn: bool = True,
-                 final_norm: bool = False, maps_in_forward: bool = True) -> None:
+                 attn_layers: int = 3, patch_attn_refine: bool = True,
+                 fused_attn: bool = True) -> None:
         super().__init__()
         if version not in (1, 2):
             raise ValueError(f"MCTformer version must be 1 or 2, got {version}")
@@ -52,8 +52,6 @@ class MCTformer(nn.Module):
         self.native_grid = (img_size // patch_size, img_size // patch_size)
         self.attn_layers = attn_layers  # last layers whose class-to-patch attention makes the maps
         self.patch_attn_refine = patch_attn_refine  # cam() refines with patch-to-patch attention
-        self.maps_in_forward = maps_in_forward  # forward() computes "maps" (CSD needs them)
-        self.final_norm = final_norm
 
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         n_patches = self.native_grid[0] * self.native_grid[1]
@@ -64,7 +62,6 @@ class MCTformer(nn.Module):
         self.blocks = nn.ModuleList(
             WeightBlock(embed_dim, num_heads, mlp_ratio, drop_path=rates[i], proj_drop=drop_rate,
                         fused=fused_attn) for i in range(depth))
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
         trunc_normal_(self.cls_token, std=0.02)
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(init_vit_weights)
@@ -87,7 +84,7 @@ class MCTformer(nn.Module):
             tokens, weights = block(tokens, need_weights=i in weight_layers)
             if weights is not None:
                 attns[i] = weights.mean(1)
-        return self.norm(tokens), attns, grid
+        return tokens, attns, grid  # no final LayerNorm, as official
 
     def _outputs(self, x: torch.Tensor, maps: bool, refine: bool) -> dict[str, torch.Tensor]:
         K = self.num_classes
@@ -112,11 +109,12 @@ class MCTformer(nn.Module):
             out["maps"] = cam
         return out
 
-    def forward(self, x: torch.Tensor, maps: bool | None = None) -> dict[str, torch.Tensor]:
-        """x: [B, 3, H, W] -> {"logits": [B, K], "maps": [B, K, h, w] (when ``maps``, default
-        ``self.maps_in_forward``), V2: "patch_logits": [B, K]}. The maps are the unrefined
-        class-to-patch attention (V2: fused with the patch CAM), differentiable, >= 0."""
-        return self._outputs(x, self.maps_in_forward if maps is None else maps, refine=False)
+    def forward(self, x: torch.Tensor, maps: bool = True) -> dict[str, torch.Tensor]:
+        """x: [B, 3, H, W] -> {"logits": [B, K], "maps": [B, K, h, w] (unless ``maps`` is
+        false: CSD needs them, plain classification does not), V2: "patch_logits": [B, K]}.
+        The maps are the unrefined class-to-patch attention (V2: fused with the patch CAM),
+        differentiable, >= 0."""
+        return self._outputs(x, maps, refine=False)
 
     def attention_maps(self, x: torch.Tensor, refine: bool) -> torch.Tensor:
         """x: [B, 3, H, W] -> class-to-patch attention maps [B, K, H // p, W // p], >= 0
@@ -136,35 +134,36 @@ class MCTformer(nn.Module):
             loss = loss + F.multilabel_soft_margin_loss(out["patch_logits"], labels)
         return loss
 
-    def param_groups(self, optim_cfg: Any) -> list[dict[str, Any]]:
+    def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict[str, Any]]:
         """AdamW groups as timm's ``create_optimizer`` makes them for DeiT: weight decay on
-        matrices and kernels; none on biases, norms (1-D), ``pos_embed`` and ``cls_token``."""
+        matrices and kernels; none on biases, norms (1-D), ``pos_embed`` and ``cls_token``.
+        Everything learns at ``lr``: the official recipe has no head multiplier, so
+        ``head_mult`` (the shared signature's) is not used."""
         decay, no_decay = [], []
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
             skip = p.ndim <= 1 or name.endswith(".bias") or name in ("pos_embed", "cls_token")
             (no_decay if skip else decay).append(p)
-        return [{"params": decay, "weight_decay": optim_cfg.weight_decay, "lr": optim_cfg.lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": optim_cfg.lr}]
+        return [param_group(decay, lr, weight_decay), param_group(no_decay, lr, 0.0)]
 
     # ---------------------------------------------------------------------------------------
     def load_deit(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load a DeiT (single CLS token) or MCTformer state dict: the CLS token and its position
         embedding are copied into all K class slots, patch positions resampled to the native grid
-        if needed, classifier heads (and ``norm.*`` unless ``final_norm``) dropped."""
+        if needed, classifier heads and DeiT's final ``norm.*`` (unused: see above) dropped."""
         K = self.num_classes
         own = self.state_dict()
-        drop = ("head_dist.", "dist_token", "fc_norm.") + (() if self.final_norm else ("norm.",))
+        drop = ("head_dist.", "dist_token", "fc_norm.", "norm.")
         # A classifier head is kept only where it fits (an MCTformer-V2 checkpoint), as official.
         state = {k: v for k, v in state.items() if not k.startswith(drop) and not (
             k.startswith("head.") and (k not in own or own[k].shape != v.shape))}
         if "cls_token" not in state or "pos_embed" not in state:
-            raise ConfigError(f"model.pretrained={source}: no cls_token/pos_embed, "
+            raise ValueError(f"model.pretrained={source}: no cls_token/pos_embed, "
                               "not a DeiT checkpoint")
         n_extra = state["cls_token"].shape[1]
         if n_extra not in (1, K):
-            raise ConfigError(f"model.pretrained={source}: {n_extra} class tokens, "
+            raise ValueError(f"model.pretrained={source}: {n_extra} class tokens, "
                               f"the model has {K}")
         extra, patch_pos = state["pos_embed"][:, :n_extra], state["pos_embed"][:, n_extra:]
         state["cls_token"] = state["cls_token"].expand(1, K, -1).clone()
@@ -177,10 +176,10 @@ class MCTformer(nn.Module):
             missing, unexpected = self.load_state_dict(state, strict=False)
         except RuntimeError as exc:
             detail = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
-            raise ConfigError(f"model.pretrained={source}: shapes do not fit this model "
+            raise ValueError(f"model.pretrained={source}: shapes do not fit this model "
                               f"({(detail or [str(exc)])[0]})") from None
         if missing or unexpected:
-            raise ConfigError(f"model.pretrained={source}: missing keys {missing[:4]}, unexpected "
+            raise ValueError(f"model.pretrained={source}: missing keys {missing[:4]}, unexpected "
                               f"keys {unexpected[:4]}; is it a DeiT of this size?")
 
 
@@ -195,7 +194,7 @@ def _build(num_classes: int, pretrained: str, version: int, tiny: bool, **kwargs
         return model
     if pretrained == "hub":
         if tiny:
-            raise ConfigError("model.pretrained=hub: the tiny MCTformer has no published weights; "
+            raise ValueError("model.pretrained=hub: the tiny MCTformer has no published weights; "
                               "use model.pretrained=none or a path to matching weights")
         # timm's hub route, failing in seconds when offline (csdseg.models.pretrained).
         model.load_deit(create_timm_model(HUB_NAME, "hub").state_dict(), "hub")

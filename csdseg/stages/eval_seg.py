@@ -26,7 +26,8 @@ from csdseg.device import resolve_device
 from csdseg.errors import StageError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_save_png, atomic_write_json
-from csdseg.models.deeplab import load_seg_model, predict_probs
+from csdseg.engine.checkpoint import load_seg_model
+from csdseg.ops.seg_inference import predict_probs
 from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments, config_from_args
 from csdseg.visualize import palette_png

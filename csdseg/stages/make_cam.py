@@ -23,9 +23,9 @@ from csdseg.data.cam_dataset import MultiScaleDataset, first_item
 from csdseg.device import resolve_device
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
-from csdseg.models import build_cam_model
 from csdseg.ops.cam import multiscale_cam
 from csdseg.runs import RunDir
+from csdseg.stages.cam_model import build_cam_model
 
 HELP = "write multi-scale CAMs (IRN .npy format) for every image of data.infer_split"
 log = logging.getLogger("csdseg.make_cam")

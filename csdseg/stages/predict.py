@@ -19,7 +19,8 @@ from tqdm import tqdm
 from csdseg.data.source import DataError, read_image
 from csdseg.device import resolve_device
 from csdseg.io import atomic_save_png
-from csdseg.models.deeplab import load_seg_model, predict_probs
+from csdseg.engine.checkpoint import load_seg_model
+from csdseg.ops.seg_inference import predict_probs
 from csdseg.visualize import palette_png, side_by_side
 
 HELP = "segment images with a trained checkpoint (palette masks + overlays)"

@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     model = None
     if args.checkpoint:
         from csdseg.engine.checkpoint import load_weights
-        from csdseg.models import build_cam_model
+        from csdseg.stages.cam_model import build_cam_model
 
         model = build_cam_model(cfg.model, source.num_classes)
         load_weights(model, Path(args.checkpoint), expect={"num_classes": source.num_classes})

@@ -21,15 +21,16 @@ from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_lr, warmup_cosine_lr
 from csdseg.engine.seed import seed_everything
-from csdseg.models import build_cam_model
 from csdseg.runs import RunDir
+from csdseg.stages.cam_model import build_cam_model
 
 HELP = "train the CAM classifier (IRN or MCTformer baseline, optionally with CSD)"
 log = logging.getLogger("csdseg.train_cam")
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    groups = unwrap(model).param_groups(cfg.optim)
+    groups = unwrap(model).param_groups(cfg.optim.lr, cfg.optim.weight_decay,
+                                        cfg.optim.head_lr_mult)
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
     return torch.optim.AdamW(groups, lr=cfg.optim.lr)

@@ -101,14 +101,17 @@ def run(cfg: Config) -> dict:
     dataset = AffinityDataset(source, label_dir, c.crop_size, (c.rescale[0], c.rescale[1]),
                               c.hflip, cfg.seed, index)
     torch.manual_seed(cfg.seed)
-    model = IRNet(c.backbone, c.pretrained, c.train_backbone)
+    try:  # the model layer raises ValueError; a bad irn.pretrained is the user's to fix
+        model = IRNet(c.backbone, c.pretrained, c.train_backbone)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if c.backbone_from_cam:  # from-scratch runs: the CAM classifier's features, not ImageNet's
         cam_ckpt = run_dir.require(run_dir.checkpoint("cam"), made_by="train-cam")
         try:
             model.load_backbone_from_cam(load_checkpoint(cam_ckpt)["model"])
         except ValueError as exc:
             raise StageError(f"irn.backbone_from_cam: {cam_ckpt}: {exc}") from None
-    optimizer = torch.optim.SGD(model.param_groups(c.weight_decay, c.dp_lr_mult), lr=c.lr,
+    optimizer = torch.optim.SGD(model.param_groups(c.lr, c.weight_decay, c.dp_lr_mult), lr=c.lr,
                                 momentum=c.momentum, weight_decay=c.weight_decay)
     spec = TrainSpec(
         stage="train_irn", ckpt_name="irn", model=model, optimizer=optimizer, dataset=dataset,

@@ -28,7 +28,8 @@ from csdseg.engine import dist
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_lr
 from csdseg.engine.seed import seed_everything
-from csdseg.models.deeplab import DEFAULT_CROP, SEG_MODELS, build_seg_model, predict_probs
+from csdseg.models.deeplab import DEFAULT_CROP, SEG_MODELS, build_seg_model
+from csdseg.ops.seg_inference import predict_probs
 from csdseg.runs import RunDir
 
 HELP = "train the segmentation network (DeepLab) on the pseudo-masks"
@@ -117,8 +118,8 @@ def run(cfg: Config) -> dict[str, Any]:
     crop = seg.crop_size or DEFAULT_CROP[seg.model]
     dataset = SegTrainDataset(source, source.ids, mask_dir, crop, tuple(seg.scale_range),
                               seg.hflip, cfg.seed)
-    optimizer = torch.optim.SGD(model.param_groups(seg.weight_decay, seg.lr_head_mult), lr=seg.lr,
-                                momentum=seg.momentum, weight_decay=seg.weight_decay)
+    optimizer = torch.optim.SGD(model.param_groups(seg.lr, seg.weight_decay, seg.lr_head_mult),
+                                lr=seg.lr, momentum=seg.momentum, weight_decay=seg.weight_decay)
 
     val_source = None
     if seg.val_every > 0:
