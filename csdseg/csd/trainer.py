@@ -120,8 +120,23 @@ class CSDStep:
             raise ValueError("csd.teacher=frozen: pass the baseline model (load_frozen_teacher)")
         self.cfg = resolve_variant(cfg)
         self.ema: nn.Module | None = None
+        self._ema_saved: dict[str, torch.Tensor] | None = None  # from a checkpoint, not yet built
         self.frozen = frozen  # teacher=frozen: never trained, never in the optimiser
         self.epoch, self.skipped, self.warned = -1, 0, False
+
+    # --- resumable state: the training loop stores it in the checkpoint's ``extra`` ----------
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue as an uninterrupted one: the EMA teacher's
+        weights (None before its first step) and the per-epoch skip count the log reports."""
+        ema = self.ema.state_dict() if self.ema is not None else self._ema_saved
+        return {"ema": ema, "epoch": self.epoch, "skipped": self.skipped, "warned": self.warned}
+
+    def load_state_dict(self, state: dict) -> None:
+        # the EMA copy is built from the student at its next step (its architecture and
+        # device), then takes these weights
+        self.ema, self._ema_saved = None, state.get("ema")
+        self.epoch, self.skipped = state.get("epoch", -1), state.get("skipped", 0)
+        self.warned = state.get("warned", False)
 
     # --- teacher -----------------------------------------------------------------------------
     def _update_ema(self, model: nn.Module) -> nn.Module:
@@ -130,14 +145,18 @@ class CSDStep:
             self.ema = copy.deepcopy(net).eval()
             for p in self.ema.parameters():
                 p.requires_grad_(False)
-        else:  # called before this step's update: the EMA follows the weights of the last step
-            m = self.cfg.ema_momentum
-            with torch.no_grad():
-                for e, p in zip(self.ema.state_dict().values(), net.state_dict().values()):
-                    if e.dtype.is_floating_point:
-                        e.mul_(m).add_(p.detach(), alpha=1 - m)
-                    else:
-                        e.copy_(p)
+            if self._ema_saved is None:  # the first step: the EMA starts as the student
+                return self.ema
+            self.ema.load_state_dict(self._ema_saved)  # resumed: the saved EMA, then this step's
+            self._ema_saved = None
+        # called before this step's update: the EMA follows the weights of the last step
+        m = self.cfg.ema_momentum
+        with torch.no_grad():
+            for e, p in zip(self.ema.state_dict().values(), net.state_dict().values()):
+                if e.dtype.is_floating_point:
+                    e.mul_(m).add_(p.detach(), alpha=1 - m)
+                else:
+                    e.copy_(p)
         return self.ema
 
     def _teacher_maps(self, model: nn.Module, x_s: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Checkpoints that let a killed run continue exactly where it stopped.
 
 A resumable checkpoint holds the model, optimiser, gradient scaler, RNG states, the global step
-and epoch; the data order is a pure function of (seed, epoch), so the step is the sampler
-position. A final checkpoint holds only what inference needs: weights plus model metadata.
+and epoch, and ``extra``: state the training step keeps itself (``{"step_fn": ...}``, e.g.
+CSD's EMA teacher: csdseg/engine/loop.py); the data order is a pure function of (seed, epoch),
+so the step is the sampler position. A final checkpoint holds only what inference needs:
+weights plus model metadata, from which :func:`load_seg_model` rebuilds a segmentation network.
 """
 from __future__ import annotations
 

@@ -96,6 +96,12 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def step_state(step_fn: StepFn) -> dict[str, Any]:
+    """A step function that keeps state across steps (CSD's EMA teacher) has ``state_dict()``
+    / ``load_state_dict()``; it goes into the resumable checkpoint, so a resumed run is exact."""
+    return {"step_fn": step_fn.state_dict()} if hasattr(step_fn, "state_dict") else {}
+
+
 def train(spec: TrainSpec) -> dict[str, Any]:
     """Run (or resume) training; returns {"step", "epoch", "last": {scalars}}."""
     n = len(spec.dataset)
@@ -120,6 +126,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
+        if hasattr(spec.step_fn, "load_state_dict"):  # e.g. CSD's EMA teacher
+            spec.step_fn.load_state_dict(state.get("extra", {}).get("step_fn", {}))
         step = state["step"]
         log.info("resuming %s from step %d/%d", spec.stage, step, total)
     if dist.world()[1] > 1:
@@ -163,7 +171,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
                 if step % spec.save_every == 0 or step % steps_per_epoch == 0 or step == total:
                     if dist.is_main():
                         save_training_state(last_path, model, spec.optimizer, scaler, step,
-                                            epoch, spec.config)
+                                            epoch, spec.config, extra=step_state(spec.step_fn))
                     dist.barrier()
                 if step >= total:
                     break
