@@ -1,32 +1,40 @@
-"""Benchmark: confident labels (two dense CRFs) per 500x375 image, inline vs the worker pool.
+"""Benchmark: confident labels per 500x375 image, csdseg against IRN's cam_to_ir_label, side by side.
 
-    .venv/bin/python bench/confident_labels.py [--images 16] [--workers 0]
+    .venv/bin/python bench/confident_labels.py [--images 12] [--pool-images 16]
 
 Each synthetic image is a smooth colour field with two elliptical objects; its CAM is a
 blurred, noisy version of the object masks, normalised to [0, 1] like make-cam's ``high_res``.
-Prints seconds per image in one process, seconds per image with ``map_ids`` (wall time over
-all images, pool start-up included), peak resident memory, and the speed-up ratio last.
-IRN's reference is 2.28 s per image (one process). Timings depend on the load of the machine.
+
+1. One process, interleaved per image: the official path (IRN's step/cam_to_ir_label.py as it
+   runs, re-implemented step for step below: a padded argmax per threshold, two independent
+   dense CRFs as misc/imutils.crf_inference_label builds them, then the combination) and
+   csdseg's ``confident_labels``; every image's two label maps must be identical.
+2. Worker pools: wall time per image over ``--pool-images`` images with 1 process and with 2
+   (``map_ids``, spawn start-up included), both paths, so the scaling shows. IRN's default on
+   this machine is ``--num_workers = cpu_count() // 2``; csdseg's ``ir_label.workers=0`` is
+   one process per usable core.
+Prints the machine and the load at the start and the end; ratios last.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import resource
+import statistics
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from side_by_side import interleaved, load, machine, ratio_line, spread  # noqa: E402
 
 from csdseg.ops.confident_labels import confident_labels  # noqa: E402
-from csdseg.ops.parallel import map_ids, resolve_workers, usable_cpus  # noqa: E402
+from csdseg.ops.parallel import map_ids, usable_cpus  # noqa: E402
 
 H, W = 375, 500
-IRN_SECONDS_PER_IMAGE = 2.28
 
 
 def _blur(x: np.ndarray, passes: int = 3, k: int = 15) -> np.ndarray:
@@ -59,12 +67,57 @@ def make_example(index: int) -> tuple[np.ndarray, dict]:
     return img, {"keys": np.array([11, 14]), "high_res": high}
 
 
-def time_one(image_id: str, crf_iters: int = 10) -> float:
-    """Seconds of confident_labels on example ``image_id`` (input synthesis not counted)."""
-    img, record = make_example(int(image_id))
+def irn_crf_inference_label(img: np.ndarray, labels: np.ndarray, n_labels: int, t: int = 10,
+                            gt_prob: float = 0.7) -> np.ndarray:
+    """IRN's misc/imutils.crf_inference_label: a CRF of its own for every call."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    h, w = img.shape[:2]
+    d = dcrf.DenseCRF2D(w, h, n_labels)
+    d.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(np.copy(img)), compat=10)
+    q = d.inference(t)
+    return np.argmax(np.array(q).reshape((n_labels, h, w)), axis=0)
+
+
+def irn_confident_labels(img: np.ndarray, cam_dict: dict, fg_thres: float = 0.30,
+                         bg_thres: float = 0.05) -> np.ndarray:
+    """The body of IRN's step/cam_to_ir_label._work for one image (file I/O left out)."""
+    cams = cam_dict["high_res"]
+    keys = np.pad(cam_dict["keys"] + 1, (1, 0), mode="constant")
+    fg_conf_cam = np.pad(cams, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=fg_thres)
+    fg_conf_cam = np.argmax(fg_conf_cam, axis=0)
+    fg_conf = keys[irn_crf_inference_label(img, fg_conf_cam, n_labels=keys.shape[0])]
+    bg_conf_cam = np.pad(cams, ((1, 0), (0, 0), (0, 0)), mode="constant", constant_values=bg_thres)
+    bg_conf_cam = np.argmax(bg_conf_cam, axis=0)
+    bg_conf = keys[irn_crf_inference_label(img, bg_conf_cam, n_labels=keys.shape[0])]
+    conf = fg_conf.copy()
+    conf[fg_conf == 0] = 255
+    conf[bg_conf + fg_conf == 0] = 0
+    return conf.astype(np.uint8)
+
+
+PATHS = {"official": irn_confident_labels, "csdseg": confident_labels}
+
+
+class Job:
+    """One image's work on one path, picklable for the pool (the input made in the worker)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, image_id: str) -> np.ndarray:
+        img, record = make_example(int(image_id))
+        return PATHS[self.path](img, record)
+
+
+def pool_seconds(path: str, ids: list[str], workers: int) -> float:
+    """Wall seconds per image of ``map_ids`` over ``ids`` (start-up and input synthesis in)."""
     start = time.perf_counter()
-    confident_labels(img, record, crf_iters=crf_iters)
-    return time.perf_counter() - start
+    map_ids(Job(path), ids, workers=workers, desc=f"{path} x{workers}")
+    return (time.perf_counter() - start) / len(ids)
 
 
 def peak_mib(who: int) -> float:
@@ -75,32 +128,48 @@ def peak_mib(who: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=0, help="0 = one per CPU core")
-    parser.add_argument("--crf-iters", type=int, default=10)
+    parser.add_argument("--images", type=int, default=12, help="interleaved rounds, one process")
+    parser.add_argument("--pool-images", type=int, default=16, help="images per pool run; 0 skips")
     args = parser.parse_args()
-    ids = [str(i) for i in range(args.images)]
-    workers = resolve_workers(args.workers, len(ids))
-    fn = partial(time_one, crf_iters=args.crf_iters)
+    print(f"machine: {machine(torch_threads=False)}")
+    print(f"load at start: {load()}", flush=True)
+    examples = [make_example(i) for i in range(args.images)]
 
-    load_before = os.getloadavg()[0]
-    inline = [fn(i) for i in ids]
-    inline_per_image = float(np.mean(inline))
-    start = time.perf_counter()
-    in_worker = map_ids(fn, ids, workers=workers, desc="pool")
-    pool_per_image = (time.perf_counter() - start) / len(ids)
-    load_after = os.getloadavg()[0]
+    def same(a: np.ndarray, b: np.ndarray) -> None:
+        if not np.array_equal(a, b):
+            raise AssertionError("csdseg's confident labels differ from the official path's")
 
-    print(f"images: {len(ids)} x {W}x{H}, crf_iters {args.crf_iters}, usable cores {usable_cpus()}, "
-          f"pool workers {workers}, 1-min load average {load_before:.2f} -> {load_after:.2f}")
-    print(f"one process : {inline_per_image:.3f} s/image (min {min(inline):.3f}, "
-          f"max {max(inline):.3f}); IRN reference {IRN_SECONDS_PER_IMAGE:.2f} s/image")
-    print(f"worker pool : {pool_per_image:.3f} s/image (wall time / images, start-up included); "
-          f"{float(np.mean(in_worker)):.3f} s per call inside a worker (> one process = CPU contention)")
-    print(f"peak RSS    : main {peak_mib(resource.RUSAGE_SELF):.0f} MiB, "
-          f"largest worker {peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB")
-    print(f"speed-up    : pool vs one process {inline_per_image / pool_per_image:.2f}x, "
-          f"pool vs IRN reference {IRN_SECONDS_PER_IMAGE / pool_per_image:.2f}x")
+    ref, ours = interleaved(lambda i: irn_confident_labels(*examples[i]),
+                            lambda i: confident_labels(*examples[i]), args.images, check=same)
+    pools = {}
+    if args.pool_images:
+        ids = [str(i) for i in range(args.pool_images)]
+        for workers in (1, 2):
+            order = ("official", "csdseg") if workers == 1 else ("csdseg", "official")
+            for path in order:
+                pools[path, workers] = pool_seconds(path, ids, workers)
+    end = load()
+    print(f"\nimages: {args.images} x {W}x{H}, two classes each, 10 CRF iterations; "
+          f"identical labels on all {args.images}")
+    print(f"one process, official: {spread(ref)} per image")
+    print(f"one process, csdseg  : {spread(ours)} per image")
+    for (path, workers), sec in sorted(pools.items()):
+        print(f"pool {path:>8} x {workers} process{'es' if workers > 1 else ''}: {sec:.3f} s per "
+              f"image (wall / {args.pool_images} images)")
+    print(f"peak RSS: main {peak_mib(resource.RUSAGE_SELF):.0f} MiB, largest worker "
+          f"{peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB; usable cores {usable_cpus()}")
+    print(f"load at start / end: see above / {end}")
+    print("--- ratios")
+    print(ratio_line("confident labels, one process", ref, ours))
+    if pools:
+        for path in ("official", "csdseg"):
+            print(f"pool scaling {path}: 1 -> 2 processes "
+                  f"{pools[path, 1] / pools[path, 2]:.2f}x")
+        print(f"2 processes each: {pools['official', 2] / pools['csdseg', 2]:.2f}x; csdseg 2 "
+              f"processes (ir_label.workers=0 here) vs IRN's default 1 (cpu_count // 2): "
+              f"{pools['official', 1] / pools['csdseg', 2]:.2f}x")
+    print(f"median seconds per image: official {statistics.median(ref):.3f}, "
+          f"csdseg {statistics.median(ours):.3f}")
 
 
 if __name__ == "__main__":

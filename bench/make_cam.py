@@ -1,19 +1,29 @@
-"""Benchmark make-cam (ResNet-50, scales 1.0/0.5/1.5/2.0 + flip, 500x375) and eval-cam.
+"""Benchmark make-cam (ResNet-50, scales 1.0/0.5/1.5/2.0 + flip, 500x375) against IRN's make_cam.
 
-Each make-cam variant runs in its own process so that its peak memory is its own:
-- ``irn_style``: what IRN's make_cam does (contiguous tensors, torch.no_grad, image and mirror
-  as one batch per scale);
-- ``csdseg``: what ``csdseg make-cam`` does (channels-last tensors, inference mode).
-Then eval-cam's images/s over a folder of 500x375 CAMs and masks (61-threshold sweep).
-Figures are printed last. Usage: python bench/make_cam.py [--images 6] [--device cpu]
+    .venv/bin/python bench/make_cam.py [--images 6] [--device cpu] [--memory] [--eval-images 100]
+
+One process, the same random weights, interleaved per image (official, csdseg, csdseg,
+official, ...), each timed from the decoded uint8 image to the saved arrays (file I/O left out):
+
+- ``official``: IRN's step/make_cam.py and its dataset (voc12/dataloader.py MSF), step for
+  step, re-implemented below: per scale PIL bicubic rescale, TorchvisionNormalize (float64
+  arithmetic stored as float32), HWC -> CHW, the image and its mirror stacked and collated
+  into one contiguous batch; under ``torch.no_grad`` IRN's CAM forward (stages, classifier
+  conv, ReLU, ``x[0] + x[1].flip(-1)``); all 20 class maps resized to stride 4 and to full
+  size and summed over scales, then the present classes picked and max-normalised;
+- ``csdseg``: what ``csdseg make-cam`` does (MultiScaleDataset's views, a channels-last model
+  under inference mode, ``multiscale_cam``: the present classes picked before resizing).
+
+Every image's ``cam`` and ``high_res`` must agree within 1e-4. ``--memory`` also runs each
+path alone in a subprocess for its peak RSS. Then eval-cam's images/s (no reference path).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,49 +32,123 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def time_make_cam(variant: str, n_images: int, device: str) -> dict:
-    from csdseg.data.transforms import normalize, rescale
+from side_by_side import interleaved, load, machine, ratio_line, spread  # noqa: E402
+
+SCALES = (1.0, 0.5, 1.5, 2.0)
+SIZE = (375, 500)
+TOLERANCE = 1e-4
+
+
+def official_views(img: np.ndarray, scales=SCALES) -> list[torch.Tensor]:
+    """voc12/dataloader.py VOC12ClassificationDatasetMSF.__getitem__ + the DataLoader's
+    collate (``img[0]`` of each scale's [1, 2, 3, h, w] batch)."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    views = []
+    for s in scales:
+        if s == 1:
+            s_img = img
+        else:  # misc/imutils.pil_rescale(img, s, order=3)
+            h, w = img.shape[:2]
+            size = (int(np.round(h * s)), int(np.round(w * s)))
+            s_img = np.asarray(Image.fromarray(img).resize(size[::-1], Image.BICUBIC))
+        proc = np.empty_like(s_img, np.float32)  # TorchvisionNormalize
+        for c in range(3):
+            proc[..., c] = (s_img[..., c] / 255. - mean[c]) / std[c]
+        proc = np.transpose(proc, (2, 0, 1))  # HWC_to_CHW
+        views.append(torch.stack([torch.as_tensor(np.stack([proc, np.flip(proc, -1)], 0))])[0])
+    return views
+
+
+def official_make_cam(model: torch.nn.Module, views: list[torch.Tensor], size: tuple[int, int],
+                      label: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """step/make_cam.py _work's body for one image (the device moves kept, saving left out)."""
+    def cam_forward(x: torch.Tensor) -> torch.Tensor:  # net/resnet50_cam.py CAM.forward
+        x = model.features(x)
+        x = F.relu(F.conv2d(x, model.classifier.weight))
+        return x[0] + x[1].flip(-1)
+
+    with torch.no_grad():
+        strided_size = ((size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1)
+        up = ((size[0] - 1) // 16 + 1, (size[1] - 1) // 16 + 1)
+        strided_up_size = (up[0] * 16, up[1] * 16)
+        outputs = [cam_forward(img.to(device, non_blocking=True)) for img in views]
+        strided_cam = torch.sum(torch.stack(
+            [F.interpolate(torch.unsqueeze(o, 0), strided_size, mode="bilinear",
+                           align_corners=False)[0] for o in outputs]), 0)
+        highres_cam = [F.interpolate(torch.unsqueeze(o, 1), strided_up_size, mode="bilinear",
+                                     align_corners=False) for o in outputs]
+        highres_cam = torch.sum(torch.stack(highres_cam, 0), 0)[:, 0, :size[0], :size[1]]
+        valid_cat = torch.nonzero(label)[:, 0]
+        strided_cam = strided_cam[valid_cat]
+        strided_cam /= F.adaptive_max_pool2d(strided_cam, (1, 1)) + 1e-5
+        highres_cam = highres_cam[valid_cat]
+        highres_cam /= F.adaptive_max_pool2d(highres_cam, (1, 1)) + 1e-5
+        return strided_cam.cpu().numpy(), highres_cam.cpu().numpy()
+
+
+class MemorySource:
+    """The part of a Source that MultiScaleDataset reads: one image and its label vector."""
+
+    def __init__(self, images: list[np.ndarray], label: np.ndarray) -> None:
+        self.images, self._label = images, label
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return self.images[int(image_id)]
+
+    def label(self, image_id: str) -> np.ndarray:
+        return self._label
+
+
+def build(device: torch.device, n_images: int, scales=SCALES):
+    """(official model, csdseg model, images, label, runners) with the same weights."""
+    from csdseg.data.cam_dataset import MultiScaleDataset
     from csdseg.models import build_model
     from csdseg.ops.cam import multiscale_cam
 
-    dev = torch.device(device)
     torch.manual_seed(0)
-    model = build_model("resnet50_cam", 20, "none").eval().to(dev)
-    channels_last = variant == "csdseg"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    official = build_model("resnet50_cam", 20, "none").eval().to(device)
+    ours = copy.deepcopy(official)
+    if device.type == "cpu":  # as csdseg/stages/make_cam.py does
+        ours.to(memory_format=torch.channels_last)
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (375, 500, 3), dtype=np.uint8) for _ in range(n_images + 1)]
-    keys = torch.tensor([3, 14])
+    images = [rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for _ in range(n_images + 1)]
+    label = np.isin(np.arange(20), [3, 14]).astype(np.float32)
+    dataset = MultiScaleDataset(MemorySource(images, label), [str(i) for i in range(len(images))],
+                                list(scales), True)
+    cam_fn = ((lambda x: ours.cam(x.contiguous(memory_format=torch.channels_last)))
+              if device.type == "cpu" else ours.cam)
 
-    def cam_fn(x: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return model.cam(x)
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
-    times = []
-    for i, img in enumerate(images):
-        views = []
-        for scale in (1.0, 0.5, 1.5, 2.0):
-            x = normalize(rescale(img, scale))
-            views.append(torch.from_numpy(np.ascontiguousarray(np.stack([x, x[:, :, ::-1]]))))
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        if variant == "csdseg":
-            multiscale_cam(cam_fn, views, (375, 500), keys, dev)
-        else:
-            with torch.no_grad():
-                multiscale_cam.__wrapped__(cam_fn, views, (375, 500), keys, dev)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i > 0:  # the first image warms up the allocator and oneDNN kernels
-            times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"variant": variant, "median_s": statistics.median(times), "peak_gib": peak}
+    def run_official(i: int):
+        out = official_make_cam(official, official_views(images[i], scales), SIZE,
+                                torch.from_numpy(label), device)
+        sync()
+        return out
+
+    def run_ours(i: int):
+        item = dataset[i]
+        keys = torch.from_numpy(np.nonzero(item["label"].numpy())[0])
+        low, high = multiscale_cam(cam_fn, item["views"], tuple(item["size"]), keys, device,
+                                   "max", ours.upsample, ours.feature_stride)
+        sync()
+        return low.numpy(), high.numpy()
+
+    return run_official, run_ours
+
+
+def peak_of(path: str, n_images: int, device: str) -> float:
+    """GiB of peak RSS of a process that runs only ``path`` (warm-up + ``n_images``)."""
+    out = subprocess.run([sys.executable, __file__, "--worker", path, "--images", str(n_images),
+                          "--device", device], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_gib"]
 
 
 def time_eval_cam(n_images: int) -> dict:
@@ -100,34 +184,55 @@ def time_eval_cam(n_images: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--eval-images", type=int, default=100)
-    parser.add_argument("--skip-make-cam", action="store_true", help="only time eval-cam")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of each path alone")
+    parser.add_argument("--eval-images", type=int, default=100, help="0 skips eval-cam")
+    parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(time_make_cam(args.worker, args.images, args.device)))
+    device = torch.device(args.device)
+    if args.worker:  # one path alone, for its peak memory
+        run_official, run_ours = build(device, args.images, args.scales)
+        fn = run_official if args.worker == "official" else run_ours
+        for i in range(args.images + 1):
+            fn(i)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps({"peak_gib": peak}))
         return
-    results = {}
-    for variant in () if args.skip_make_cam else ("irn_style", "csdseg"):
-        out = subprocess.run([sys.executable, __file__, "--worker", variant, "--images",
-                              str(args.images), "--device", args.device],
-                             check=True, capture_output=True, text=True).stdout
-        results[variant] = json.loads(out.strip().splitlines()[-1])
-        print(json.dumps(results[variant]), flush=True)
-    evaluation = time_eval_cam(args.eval_images)
-    print(f"\nmachine: {torch.get_num_threads()} torch threads, device {args.device}")
-    for r in results.values():
-        print(f"make-cam {r['variant']:>9}: {r['median_s']:.2f} s/image (median of {args.images}), "
-              f"peak {r['peak_gib']:.2f} GiB")
-    print(f"eval-cam: {evaluation['images_per_s']:.1f} images/s (500x375, 61 thresholds)")
-    if not results:
-        return
-    ratio = results["irn_style"]["median_s"] / results["csdseg"]["median_s"]
-    print(f"speed-up csdseg vs irn_style: {ratio:.2f}x; vs the official IRN reference 3.41 s/image: "
-          f"{3.41 / results['csdseg']['median_s']:.2f}x")
+    print(f"machine: {machine()}, device {device}")
+    print(f"load at start: {load()}", flush=True)
+    run_official, run_ours = build(device, args.images, args.scales)
+    worst = {"cam": 0.0, "high_res": 0.0}
+
+    def close(ref, got) -> None:
+        for name, a, b in zip(("cam", "high_res"), ref, got):
+            worst[name] = max(worst[name], float(np.abs(a - b).max()))
+            if a.shape != b.shape or worst[name] > TOLERANCE:
+                raise AssertionError(f"{name}: csdseg differs from the official path by "
+                                     f"{worst[name]:.2e} (shapes {a.shape}, {b.shape})")
+
+    close(run_official(args.images), run_ours(args.images))  # warm-up: allocator, oneDNN
+    ref, ours = interleaved(lambda i: run_official(i), lambda i: run_ours(i), args.images,
+                            check=close)
+    end = load()
+    peaks = {p: peak_of(p, 2, args.device) for p in ("official", "csdseg")} if args.memory else {}
+    evaluation = time_eval_cam(args.eval_images) if args.eval_images else None
+    print(f"\nmake-cam, {SIZE[1]}x{SIZE[0]}, scales {args.scales} + flip, ResNet-50 random "
+          f"weights, {args.images} images; max |difference| cam {worst['cam']:.1e}, "
+          f"high_res {worst['high_res']:.1e}")
+    print(f"official: {spread(ref, digits=2)} per image")
+    print(f"csdseg  : {spread(ours, digits=2)} per image")
+    for path, gib in peaks.items():
+        print(f"peak RSS, {path} alone: {gib:.2f} GiB")
+    if evaluation:
+        print(f"eval-cam: {evaluation['images_per_s']:.1f} images/s (500x375, 61 thresholds)")
+    print(f"load at end: {end}")
+    print("--- ratios")
+    print(ratio_line("make-cam per image", ref, ours))
+    if peaks:
+        print(f"peak memory csdseg / official: {peaks['csdseg'] / peaks['official']:.2f}")
 
 
 if __name__ == "__main__":

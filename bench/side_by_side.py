@@ -1,0 +1,80 @@
+"""Shared helpers of the benches that time csdseg against the official code path in one run.
+
+A ratio between two runs taken minutes apart on a shared 2-core machine says as much about
+the load as about the code, so each bench runs both paths in the same process, interleaved
+(reference, csdseg, csdseg, reference, ...: the order flips every round so neither path always
+runs first), pairs the two times of each round and reports the ratios' median and spread
+together with the machine and its load at the start and the end.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine(torch_threads: bool = True) -> str:
+    """One line: CPU model, usable cores, ISA flags that matter here, torch threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+        flags = " ".join(x for x in ("avx2", "avx512f", "amx_tile") if x in words)
+    except OSError:
+        pass
+    line = f"{cpu_model()}, {cores} usable cores [{flags}]"
+    if torch_threads:
+        import torch
+
+        line += f", torch {torch.__version__} with {torch.get_num_threads()} threads"
+    return line + f", OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
+
+
+def interleaved(reference: Callable[[int], object], ours: Callable[[int], object], rounds: int,
+                check: Callable[[object, object], None] | None = None
+                ) -> tuple[list[float], list[float]]:
+    """Seconds of ``reference(i)`` and ``ours(i)`` for i in range(rounds), run alternately
+    (even rounds reference first, odd rounds ours first); ``check(ref_out, our_out)`` is called
+    on every round's two results (an equality assertion, say)."""
+    ref_times, our_times = [], []
+    for i in range(rounds):
+        order = ((reference, ref_times), (ours, our_times))
+        outs = {}
+        for fn, times in (order if i % 2 == 0 else order[::-1]):
+            start = time.perf_counter()
+            outs[id(times)] = fn(i)
+            times.append(time.perf_counter() - start)
+        if check is not None:
+            check(outs[id(ref_times)], outs[id(our_times)])
+    return ref_times, our_times
+
+
+def spread(values: list[float], unit: str = "s", digits: int = 3) -> str:
+    return (f"median {statistics.median(values):.{digits}f} {unit} "
+            f"(min {min(values):.{digits}f}, max {max(values):.{digits}f}, n {len(values)})")
+
+
+def ratio_line(what: str, ref_times: list[float], our_times: list[float]) -> str:
+    """Per-round speed-up reference / ours: median and spread."""
+    ratios = [r / o for r, o in zip(ref_times, our_times)]
+    return (f"{what}: {statistics.median(ratios):.2f}x faster than the official path "
+            f"(per-round ratio min {min(ratios):.2f}x, max {max(ratios):.2f}x, n {len(ratios)})")
