@@ -15,7 +15,8 @@ from csdseg.csd.trainer import CSDStep
 from csdseg.data.augment import RandomResizedCrop, ResizeLongCrop
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
-from csdseg.data.transforms import sample_rng
+from csdseg.data.transforms import (normalize, random_crop, random_hflip, random_resize_long,
+                                    sample_rng)
 from csdseg.models import build_model
 
 LABELS = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0],
@@ -204,6 +205,87 @@ def test_dataset_reproducible_and_pastes():
     assert data[(0, 6)]["csd"]["label_fg"][int(data[(0, 6)]["csd"]["cls"])] == 1
     single = _dataset("all")[(0, 2)]["csd"]
     assert single is not None and int(single["cls"]) != 0  # another class than its own
+
+
+class WideSource(ArraySource):
+    """60 x 90 images with noisy colours, so the resize, the crop and the padding all matter."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        super().__init__(labels)
+        rng = np.random.default_rng(1)
+        self.images = {i: rng.integers(0, 256, (60, 90, 3), dtype=np.uint8) for i in self.ids}
+        self.masks = {}
+        for n, i in enumerate(self.ids):
+            m = rng.choice(np.array([0, 255], np.uint8), (60, 90), p=[0.8, 0.2])
+            for k in np.flatnonzero(labels[n]):
+                m[5 + 6 * k:50, 10 + 9 * k:70] = k + 1
+            self.masks[i] = m
+
+    def load(self, image_id: str) -> np.ndarray:  # the MaskStore interface
+        return self.masks[image_id]
+
+    def path(self, image_id: str) -> str:
+        return image_id
+
+
+def plain_csd_sample(data: CSDDataset, epoch: int, index: int) -> tuple[np.ndarray, dict | None]:
+    """CSD's sample built the plain way, per the paper's formulas: IRN's recipe on the whole
+    image (resize, flip, normalise everything, then crop with 0 / 255 padding), the masks by
+    their definitions, X_sm = M * X_s + (1 - M) * X_m."""
+    aug = data.base.augment
+
+    def augment(img, mask, rng):
+        img, (mask,) = random_resize_long(img, *aug.resize_long, rng, (mask,))
+        if aug.hflip:
+            img, (mask,) = random_hflip(img, rng, (mask,))
+        x, lab = random_crop([normalize(img), mask], aug.crop_size, [0.0, 255], rng)
+        return x, lab
+
+    def load(i):
+        image_id = data.source.ids[i]
+        return data.source.load_image(image_id), data.masks.load(image_id)
+
+    seed = data.base.seed
+    x_m, lab_m = augment(*load(index), sample_rng(seed, epoch, index))
+    rng = np.random.default_rng([seed, epoch, index, CSD_STREAM])
+    drawn = data.draw(index, rng)
+    if not drawn:
+        return x_m, None
+    c, j = drawn
+    x_s, lab_s = augment(*load(j), rng)
+    m_fg = ((lab_s >= 1) & (lab_s <= 254)).astype(np.float32)  # a class: neither bg nor 255
+    b = (1 - m_fg) * (lab_m == 0)
+    return x_m, {"x_s": x_s, "x_fg": m_fg * x_s + (1 - m_fg) * x_m,
+                 "x_bg": b * x_s + (1 - b) * x_m, "m_fg": m_fg.astype(bool),
+                 "m_bg": b.astype(bool), "cls": c, "source_index": j}
+
+
+@pytest.mark.parametrize("apply_to", ["multi", "all"])
+def test_samples_equal_the_plain_construction_bit_for_bit(apply_to):
+    """The fast construction (normalising only the crop through a table, pasting by select,
+    B computed once) gives exactly the samples of the plain one, for fixed seeds; long sides
+    from 40 to 120 px around a crop of 64 exercise both the crop and the padding."""
+    source = WideSource(LABELS)
+    base = ClassificationDataset(source, ResizeLongCrop(64, (40, 120), True), seed=5)
+    sampler = CooccurrenceSampler(LABELS, np.ones(len(LABELS), bool), 0.1)
+    data = CSDDataset(base, source, sampler, apply_to)
+    with_views = 0
+    for epoch in range(3):
+        for index in range(len(LABELS)):
+            item = data[(epoch, index)]
+            x_m, views = plain_csd_sample(data, epoch, index)
+            assert np.array_equal(item["img"].numpy(), x_m)
+            assert (item["csd"] is None) == (views is None)
+            if views is None:
+                continue
+            with_views += 1
+            for k, expected in views.items():
+                got = item["csd"][k].numpy()
+                if k in ("cls", "source_index"):
+                    assert int(got) == expected, k
+                else:
+                    assert got.dtype == expected.dtype and np.array_equal(got, expected), k
+    assert with_views >= 12
 
 
 @pytest.mark.parametrize("model_name,teacher", [("resnet10t_cam", "detached"),

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from csdseg.csd.cooccurrence import CooccurrenceSampler
-from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste_bg, paste_fg, random_placement
+from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste, random_placement
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import DataError
 from csdseg.data.transforms import sample_rng
@@ -103,13 +103,14 @@ class CSDDataset(Dataset):
             x_s, lab_s = random_placement(x_s, lab_s, rng)
         fg_s, _ = masks_from_labels(lab_s)
         _, bg_m = masks_from_labels(lab_m)
+        b = bg_paste_mask(fg_s, bg_m)  # once: X_sm_bg's mask is also the loss's m_bg
         label_fg = label.copy()
         label_fg[c] = 1.0
         item["csd"] = {
             "x_s": torch.from_numpy(np.ascontiguousarray(x_s)),
-            "x_fg": torch.from_numpy(paste_fg(x_s, x_m, fg_s)),
-            "x_bg": torch.from_numpy(paste_bg(x_s, x_m, fg_s, bg_m)),
-            "m_fg": torch.from_numpy(fg_s), "m_bg": torch.from_numpy(bg_paste_mask(fg_s, bg_m)),
+            "x_fg": torch.from_numpy(paste(x_s, x_m, fg_s)),
+            "x_bg": torch.from_numpy(paste(x_s, x_m, b)),
+            "m_fg": torch.from_numpy(fg_s), "m_bg": torch.from_numpy(b),
             "cls": torch.tensor(c), "label_fg": torch.from_numpy(label_fg),
             "source_index": torch.tensor(j)}
         return item

@@ -14,12 +14,18 @@ import numpy as np
 from csdseg.data.transforms import random_crop, rescale
 from csdseg.ops.confident_labels import split_fg_bg
 
-__all__ = ["paste_fg", "paste_bg", "bg_paste_mask", "masks_from_labels", "random_placement"]
+__all__ = ["paste", "paste_fg", "paste_bg", "bg_paste_mask", "masks_from_labels", "random_placement"]
+
+
+def paste(x_s: np.ndarray, x_m: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """X_s where ``mask`` [S, S] is set, X_m elsewhere: [3, S, S]. A select, not the formula
+    M * X_s + (1 - M) * X_m: the same values for a 0/1 mask, one pass and no temporaries."""
+    return np.where(mask[None], x_s, x_m)
 
 
 def paste_fg(x_s: np.ndarray, x_m: np.ndarray, fg_s: np.ndarray) -> np.ndarray:
     """X_s where its foreground mask is set, X_m elsewhere: [3, S, S]."""
-    return np.where(fg_s[None], x_s, x_m)
+    return paste(x_s, x_m, fg_s)
 
 
 def bg_paste_mask(fg_s: np.ndarray, bg_m: np.ndarray) -> np.ndarray:
@@ -29,7 +35,7 @@ def bg_paste_mask(fg_s: np.ndarray, bg_m: np.ndarray) -> np.ndarray:
 
 def paste_bg(x_s: np.ndarray, x_m: np.ndarray, fg_s: np.ndarray, bg_m: np.ndarray) -> np.ndarray:
     """X_s on B (its background, where X_m has no object), X_m elsewhere: [3, S, S]."""
-    return np.where(bg_paste_mask(fg_s, bg_m)[None], x_s, x_m)
+    return paste(x_s, x_m, bg_paste_mask(fg_s, bg_m))
 
 
 def masks_from_labels(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
