@@ -73,8 +73,9 @@ def spread(values: list[float], unit: str = "s", digits: int = 3) -> str:
             f"(min {min(values):.{digits}f}, max {max(values):.{digits}f}, n {len(values)})")
 
 
-def ratio_line(what: str, ref_times: list[float], our_times: list[float]) -> str:
+def ratio_line(what: str, ref_times: list[float], our_times: list[float],
+               reference: str = "the official path") -> str:
     """Per-round speed-up reference / ours: median and spread."""
     ratios = [r / o for r, o in zip(ref_times, our_times)]
-    return (f"{what}: {statistics.median(ratios):.2f}x faster than the official path "
+    return (f"{what}: {statistics.median(ratios):.2f}x faster than {reference} "
             f"(per-round ratio min {min(ratios):.2f}x, max {max(ratios):.2f}x, n {len(ratios)})")
