@@ -1,0 +1,71 @@
+"""The dose-response figure of the CSD study (docs/csd.md): CSD - control against the dose.
+
+  python bench/csd_study_plot.py --out runs/csd_experiment --seeds 0 --png docs/figures/x.png
+
+For each variant (ours, authors), the paired CSD - control on seed(s) ``--seeds`` of
+co-occurrence confusion, the single - multi gap and CAM mIoU @0.15 (train), at the doses the
+study ran (x 0 = the control itself, x 1 = the paper's lambdas, x 10, x 100); a dose not run is
+left out, never interpolated. Reads the files bench/csd_study.py writes.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from csd_study import load_runs, paired  # bench/ is on sys.path when a script runs
+
+DOSES = [0, 1, 10, 100]
+METRICS = [("cooc", "co-occurrence confusion"), ("gap", "single - multi gap"),
+           ("miou", "CAM mIoU @0.15")]
+
+
+def series(controls: dict, settings: dict, variant: str, key: str) -> list[tuple[int, float, float]]:
+    """(dose, mean, std) of CSD - control in points, the control itself at dose 0."""
+    points = [(0, 0.0, 0.0)]
+    for dose in DOSES[1:]:
+        runs = settings.get(f"{variant}_x{dose}")
+        values = paired(controls, runs, key) if runs else []
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            points.append((dose, statistics.mean(values), std))
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/csd_experiment")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--png", default="csd_dose.png")
+    parser.add_argument("--title", default="")
+    args = parser.parse_args()
+    matplotlib.rcParams["axes.unicode_minus"] = False  # an ASCII minus: every font has it
+    controls, settings = load_runs(Path(args.out), args.seeds)
+    fig = Figure(figsize=(10.5, 3.2))
+    for col, (key, label) in enumerate(METRICS):
+        ax = fig.add_subplot(1, len(METRICS), col + 1)
+        for variant, colour in (("ours", "#c0392b"), ("authors", "#2980b9")):
+            pts = series(controls, settings, variant, key)
+            xs = [DOSES.index(d) for d, _, _ in pts]
+            ax.errorbar(xs, [m for _, m, _ in pts], yerr=[s for _, _, s in pts], marker="o",
+                        color=colour, label=f"variant={variant}", capsize=3)
+        ax.axhline(0, color="#7f8c8d", lw=0.8)
+        ax.set_xticks(range(len(DOSES)), [f"x{d}" for d in DOSES])
+        ax.set_xlabel("lambdas / the paper's")
+        ax.set_title(f"{label}: CSD - control (points)", fontsize=9)
+        if col == 0:
+            ax.legend(fontsize=8)
+    fig.suptitle(args.title or f"seeds {', '.join(map(str, args.seeds))}", fontsize=9)
+    FigureCanvasAgg(fig)
+    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.png, dpi=90, bbox_inches="tight")
+    print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()
