@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SEED_CAM, SEED_IRN, SEED_MCT = 1, 2, 3
+SEED_PSA, SEED_PSA_FC8 = 5, 6  # AffinityNet (and the classifier's backbone), its fc8
 NUM_CLASSES = 20
 VAR_FLOOR = 0.05
 
