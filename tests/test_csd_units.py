@@ -10,7 +10,7 @@ from csdseg.csd.consistency import (cell_log_probs, cell_mask, dead_share, maske
                                     normalize_maps)
 from csdseg.csd.cooccurrence import CooccurrenceSampler, cooccurrence_counts, transition
 from csdseg.csd.dataset import CSD_STREAM, CSDDataset, csd_collate
-from csdseg.csd.paste import bg_paste_mask, paste_bg, paste_fg
+from csdseg.csd.paste import bg_paste_mask, paste, paste_bg, paste_fg
 from csdseg.csd.trainer import CSDStep
 from csdseg.data.augment import RandomResizedCrop, ResizeLongCrop
 from csdseg.data.cam_dataset import ClassificationDataset
@@ -72,6 +72,22 @@ def test_paste_invariants():
     assert not (B & fg_s).any() and not (B & ~bg_m).any() and B.sum() == (~fg_s & bg_m).sum()
     bg = paste_bg(x_s, x_m, fg_s, bg_m)
     assert np.array_equal(bg[:, B], x_s[:, B]) and np.array_equal(bg[:, ~B], x_m[:, ~B])
+
+
+@pytest.mark.parametrize("shape", [(3, 512, 512), (3, 17, 33), (1, 1, 1)])
+def test_paste_is_a_select(shape):
+    """paste (OpenCV's masked copy) equals np.where(M, X_s, X_m) exactly, views and all, and
+    leaves its inputs alone."""
+    rng = np.random.default_rng(2)
+    x_s, x_m = rng.normal(size=(2, *shape)).astype(np.float32)
+    mask = rng.random(shape[1:]) < 0.4
+    keep_s, keep_m = x_s.copy(), x_m.copy()
+    for a, b, m in ((x_s, x_m, mask), (x_s[:, ::-1], x_m[:, :, ::-1], mask[::-1])):
+        out = paste(a, b, m)
+        assert out.dtype == np.float32 and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, np.where(m[None], a, b))
+    assert np.array_equal(x_s, keep_s) and np.array_equal(x_m, keep_m)
+    assert np.array_equal(paste(x_s, x_m, np.zeros(shape[1:], bool)), x_m)
 
 
 def test_cell_mask_is_a_min_pool():
