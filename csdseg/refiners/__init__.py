@@ -1,0 +1,74 @@
+"""Pseudo-mask refiners: CAMs -> label maps, one file each, picked by ``irn.method``.
+
+make-sem-seg runs whichever refiner ``irn.method`` names; each entry of :data:`REFINERS` is a
+:class:`~csdseg.refiners.base.Refiner` that says what it is, which training stage it needs (or
+None) and how it refines one image. The config's allowed ``irn.method`` values are this
+registry's keys (read from this file's source at load, so a bad value fails before any work).
+
+==========  ========================================================  =============
+name        what                                                      trained by
+==========  ========================================================  =============
+rw          IRN's random walk over the trained IRN's boundary map     train-irn
+crf         CAMs + a constant background score, dense CRF             (nothing)
+==========  ========================================================  =============
+
+Adding a refiner (e.g. PSA's AffinityNet walk) takes exactly:
+
+1. ``csdseg/refiners/psa.py`` defining ``prepare(cfg, rd) -> state`` (once per run: load the
+   network from ``rd.checkpoint("psa")``), ``refine(state, record, img) -> uint8 [H, W]``
+   (0 background, 1..K) and ``REFINER = Refiner(name="psa", description=..., trained_by=
+   "train-psa", checkpoint="psa", prepare=prepare, refine=refine, parallel=False,
+   settings=(...))``; see ``random_walk.py`` (trained, one device) and ``crf.py`` (no training,
+   worker processes) for the two kinds;
+2. one line in :data:`REFINERS` below: ``"psa": _entry("psa"),``;
+3. if it trains: the training stage itself (``csdseg/stages/train_psa.py`` writing
+   ``checkpoints/psa.pt``) and its entry in the stage list, placed before make-sem-seg; the
+   pipeline asks :func:`needs_training` whether to run it.
+
+Nothing else changes: make-sem-seg, the config check and the pipeline read this registry.
+"""
+from __future__ import annotations
+
+import importlib
+
+from csdseg.refiners.base import Refiner
+
+
+def _entry(module: str) -> Refiner:
+    return importlib.import_module(f"csdseg.refiners.{module}").REFINER
+
+
+# irn.method -> refiner; the keys stay string literals: the config check reads them from source
+REFINERS: dict[str, Refiner] = {
+    "rw": _entry("random_walk"),
+    "crf": _entry("crf"),
+}
+
+for _name, _refiner in REFINERS.items():  # a misspelt key would pick another refiner's name
+    if _refiner.name != _name:
+        raise ValueError(f"REFINERS['{_name}'] holds the refiner named '{_refiner.name}'")
+
+
+def get_refiner(method: str) -> Refiner:
+    """The refiner ``irn.method=method`` picks; ConfigError listing the allowed values."""
+    if method not in REFINERS:
+        from csdseg.config import ConfigError, IrnConfig
+        from csdseg.config.choices import check_value, field_types
+
+        check_value("irn.method", method, field_types(IrnConfig)["method"])  # raises, as at load
+        raise ConfigError(f"irn.method must be one of {', '.join(REFINERS)}, got '{method}'")
+    return REFINERS[method]
+
+
+def needs_training(method: str) -> str | None:
+    """The training stage (e.g. ``"train-irn"``) whose checkpoint refiner ``method`` needs, or
+    None when it needs none; the pipeline skips a refiner's training stage otherwise."""
+    return get_refiner(method).trained_by
+
+
+def training_stages() -> tuple[str, ...]:
+    """Every stage some refiner is trained by (each runs only when ``irn.method`` needs it)."""
+    return tuple(dict.fromkeys(r.trained_by for r in REFINERS.values() if r.trained_by))
+
+
+__all__ = ["REFINERS", "Refiner", "get_refiner", "needs_training", "training_stages"]

@@ -1,0 +1,41 @@
+"""CAM + dense CRF (irn.method=crf): no training, only the CAMs and the image.
+
+The full-resolution CAMs with a constant background score ``irn.crf_bg_threshold``, normalised
+to probabilities and refined by a dense CRF with the ``irn.crf_preset`` settings (DeepLab-v2's
+by default); the label of a pixel is the CRF's argmax.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from csdseg.cam_file import CamRecord
+from csdseg.config import Config, ConfigError, IrnConfig
+from csdseg.ops.crf import SOFTMAX_PRESETS, crf_inference_softmax
+from csdseg.refiners.base import Refiner
+from csdseg.runs import RunDir
+
+
+def check(cfg: Config) -> None:
+    # also checked at load; a Config built in code (tests, notebooks) skips that check
+    if cfg.irn.crf_preset not in SOFTMAX_PRESETS:
+        raise ConfigError(f"irn.crf_preset must be one of {', '.join(SOFTMAX_PRESETS)}, "
+                          f"got '{cfg.irn.crf_preset}'")
+
+
+def prepare(cfg: Config, rd: RunDir) -> IrnConfig:
+    return cfg.irn  # the settings are the whole state: a dataclass, so it pickles to workers
+
+
+def refine(c: IrnConfig, record: CamRecord, img: np.ndarray) -> np.ndarray:
+    scores = np.concatenate([np.full((1,) + img.shape[:2], c.crf_bg_threshold, np.float32),
+                             np.clip(record.high_res, 0, None)])
+    probs = scores / scores.sum(axis=0, keepdims=True)
+    pred = crf_inference_softmax(img, probs, **SOFTMAX_PRESETS[c.crf_preset]).argmax(0)
+    lut = np.concatenate([[0], record.keys + 1])  # channel 0 is background, then the keys
+    return lut[pred].astype(np.uint8)
+
+
+REFINER = Refiner(
+    name="crf", description="CAMs + a constant background score, refined by a dense CRF",
+    trained_by=None, checkpoint=None, prepare=prepare, refine=refine, parallel=True,
+    settings=("irn.crf_preset", "irn.crf_bg_threshold"), check=check)
