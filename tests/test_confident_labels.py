@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import csdseg.ir_labels
 import csdseg.ops.confident_labels as cl
 from csdseg.cam_file import save_cam
 from csdseg.config import Config
@@ -225,7 +226,7 @@ def test_make_ir_label_resumes_without_recomputing(run_cfg, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("recomputed an existing output")
 
-    monkeypatch.setattr(make_ir_label, "confident_labels", boom)
+    monkeypatch.setattr(csdseg.ir_labels, "confident_labels", boom)  # the stage's worker
     make_ir_label.run(run_cfg)  # everything exists: nothing is recomputed
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
     assert after == before

@@ -28,9 +28,9 @@ from csdseg.data import Source, build_source
 from csdseg.data.classes import IGNORE_INDEX
 from csdseg.csd.masks import mask_place
 from csdseg.io import atomic_link, atomic_write_json
+from csdseg.ir_labels import make_labels
 from csdseg.ops.confident_labels import split_fg_bg
 from csdseg.runs import MissingInputError, RunDir
-from csdseg.stages import make_ir_label
 
 HELP = "CSD's fg/bg masks: confident labels of a baseline run's CAMs (csd.from_run=NAME)"
 log = logging.getLogger("csdseg.make_csd_masks")
@@ -123,7 +123,7 @@ def run(cfg: Config) -> dict:
                     atomic_link(base.ir_label_dir / f"{i}.png", folder / f"{i}.png")
             log.info("csd masks: linked %s's confident labels (same ir_label settings)", name)
         else:
-            make_ir_label.make_labels(cfg, base.cam_dir, folder, cfg.data.train_split)
+            make_labels(cfg, base.cam_dir, folder, cfg.data.train_split, desc="make-csd-masks")
     report: dict = {"mask_dir": str(folder), "split": cfg.data.train_split}
     if source.has_masks():
         report.update(mask_quality(source, MaskStore(folder)))
