@@ -28,7 +28,7 @@ from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
 from csdseg.data.synthetic import generate
-from csdseg.evaluation import read_label_png
+from csdseg.label_file import read_label_png
 from csdseg.metrics import confusion_matrix, iou_per_class
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_ir_label, train_cam
 
@@ -43,7 +43,8 @@ def confident_label_miou(cfg: Config) -> dict:
     conf, covered, valid = 0, 0, 0
     for image_id in source.ids:
         gt = source.load_mask(image_id).astype(np.int64)
-        label = read_label_png(cfg.run_dir / "ir_label" / f"{image_id}.png")
+        label = read_label_png(cfg.run_dir / "ir_label" / f"{image_id}.png", source.num_classes,
+                               gt.shape, made_by="make-ir-label").astype(np.int64)
         keep = (label != 255) & (gt != 255)
         conf = conf + confusion_matrix(gt[keep], label[keep], source.num_classes + 1)
         covered += int(keep.sum())

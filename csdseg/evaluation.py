@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from csdseg import metrics
 from csdseg.cam_file import load_cam
-from csdseg.data.source import DataError, Source, read_index_png
+from csdseg.data.source import DataError, Source
 from csdseg.evaluation_groups import GroupCounts, format_lines
+from csdseg.label_file import read_label_png
 
 Report = dict[str, Any]
 
@@ -188,11 +189,6 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
     return report
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """A label PNG (palette or L mode) -> int64 [H, W] of class indices."""
-    return read_index_png(path, "prediction").astype(np.int64)
-
-
 def evaluate_labels(source: Source, ids: list[str],
                     predictions: Path | str | Callable[[str], np.ndarray],
                     made_by: str = "make-sem-seg", progress: bool = True) -> Report:
@@ -202,7 +198,8 @@ def evaluate_labels(source: Source, ids: list[str],
     else:
         folder = Path(predictions)
         _missing([folder / f"{i}.png" for i in ids], made_by)
-        predict, where = (lambda i: read_label_png(folder / f"{i}.png")), (lambda i: folder / f"{i}.png")
+        where = lambda i: folder / f"{i}.png"  # noqa: E731
+        predict = lambda i: read_label_png(where(i), made_by=made_by, what="prediction")  # noqa: E731
     acc = Accumulator(source.class_names, 1, source.contexts())
     for image_id in tqdm(ids, desc="eval", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)

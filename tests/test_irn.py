@@ -129,7 +129,7 @@ def _tiny_run(tmp_path) -> tuple[list[str], dict]:
 
     from csdseg.data.classes import VOC_CLASSES
     from csdseg.cam_file import save_cam
-    from csdseg.stages.make_ir_label import save_label_png
+    from csdseg.label_file import save_label_png
 
     rng = np.random.default_rng(0)
     root, run = tmp_path / "VOC", tmp_path / "runs" / "t"

@@ -25,7 +25,7 @@ from csdseg.report.html import build_report
 from csdseg.report.table import write_table
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import eval_cam, eval_sem_seg
-from csdseg.stages.make_ir_label import save_label_png
+from csdseg.label_file import save_label_png
 
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

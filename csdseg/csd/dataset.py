@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from csdseg.csd.cooccurrence import CooccurrenceSampler
@@ -19,6 +18,7 @@ from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste, random_pla
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import DataError
 from csdseg.data.transforms import sample_rng
+from csdseg.label_file import read_label_png
 
 CSD_STREAM = 0xC5D  # extra seed word: the CSD draws never reuse the augmentation stream
 
@@ -37,12 +37,7 @@ class MaskStore:
 
     def load(self, image_id: str) -> np.ndarray:
         """uint8 [H, W]."""
-        with Image.open(self.path(image_id)) as image:
-            mask = np.asarray(image)
-        if mask.ndim != 2:
-            raise DataError(f"mask {self.path(image_id)} must be a single-channel label PNG "
-                            f"(0 bg, 1..K, 255 uncertain), got shape {mask.shape}")
-        return mask.astype(np.uint8)
+        return read_label_png(self.path(image_id), made_by="make-csd-masks", what="CSD mask")
 
 
 class CSDDataset(Dataset):

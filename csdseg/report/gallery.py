@@ -10,7 +10,7 @@ from PIL import Image
 
 from csdseg.cam_file import load_cam
 from csdseg.data import Source
-from csdseg.evaluation import read_label_png
+from csdseg.label_file import read_label_png
 from csdseg.runs import RunDir
 from csdseg.visualize import overlay
 
@@ -64,7 +64,7 @@ def gallery_rows(source: Source, ids: list[str],
             else:
                 cells.append(None)
             mask = rd.sem_seg_dir / f"{image_id}.png"
-            cells.append(png_uri(enlarge(overlay(img, read_label_png(mask))))
+            cells.append(png_uri(enlarge(overlay(img, read_label_png(mask, what="pseudo-mask"))))
                          if mask.is_file() else None)
         rows.append((image_id, cells))
     return heads, rows

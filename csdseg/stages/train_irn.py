@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from csdseg.config import Config, ConfigError, to_dict
 from csdseg.data import Source, build_source
-from csdseg.data.source import DataError
 from csdseg.data.augment import ScaleCrop
 from csdseg.data.transforms import sample_rng
 from csdseg.device import resolve_device
@@ -29,6 +26,7 @@ from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_lr
 from csdseg.losses.affinity import irn_losses, pair_displacement
 from csdseg.errors import StageError
+from csdseg.label_file import read_label_png
 from csdseg.models.irn import IRNet
 from csdseg.ops.affinity import affinity_labels, boundary_to_affinity
 from csdseg.ops.path_index import PathIndex
@@ -56,13 +54,8 @@ class AffinityDataset(Dataset):
         image_id = self.source.ids[i]
         rng = sample_rng(self.seed, epoch, i)
         img = self.source.load_image(image_id)
-        path = self.label_dir / f"{image_id}.png"
-        if not path.is_file():
-            raise DataError(f"{path} is missing; rerun `csdseg make-ir-label`")
-        label = np.asarray(Image.open(path))
-        if label.shape != img.shape[:2]:
-            raise DataError(f"{path} is {label.shape} but its image is {img.shape[:2]}; "
-                            "delete it and rerun `csdseg make-ir-label`")
+        label = read_label_png(self.label_dir / f"{image_id}.png", self.source.num_classes,
+                               img.shape[:2], made_by="make-ir-label", what="confident labels")
         img, (label,) = self.augment(img, rng, (label,))
         # nearest-neighbour x0.25, as IRN's cv2.resize(fx=0.25) on a multiple-of-4 crop
         bg_pos, fg_pos, neg = affinity_labels(label[::4, ::4], self.src, self.dst)
