@@ -250,3 +250,13 @@ def test_mask_dir_follows_the_variant(tmp_path):
     assert mask_dir(cfg)[0] == Path(tmp_path) / "csd" / "csd_masks"
     cfg.csd.mask_source = str(tmp_path / "mine")
     assert mask_dir(cfg)[0] == tmp_path / "mine"
+
+
+def test_the_normalizer_setting_lists_exactly_the_registered_normalizers():
+    """csd.normalizer's allowed values (checked at load) are the functions the loss can call."""
+    import typing
+
+    from csdseg.config.sections import Normalizer
+    from csdseg.csd.consistency import NORMALIZERS
+
+    assert set(typing.get_args(Normalizer)) == set(NORMALIZERS)

@@ -13,36 +13,54 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NORMALIZERS = ("max", "detached_floor", "global", "class_minmax", "none")
 EPS = 1e-5
 MINMAX_EPS = 1e-4  # the authors' (func.py cal_cam), in both of its min-max normalisations
 
 
-def normalize_maps(maps: torch.Tensor, mode: str = "global", floor: float = 1.0) -> torch.Tensor:
-    """maps [N, K, h, w] raw -> A [N, K, h, w] >= 0.
+# Each normaliser: maps [N, K, h, w] raw -> A [N, K, h, w] (floor: detached_floor's only).
+def _max(m: torch.Tensor, floor: float) -> torch.Tensor:
+    """relu / (per-class max + 1e-5), differentiable: the paper's reading; the gradient is
+    scaled by ~1/max, which explodes for weak classes."""
+    a = F.relu(m)
+    return a / (a.amax(dim=(2, 3), keepdim=True) + EPS)
 
-    max: relu / (per-class max + 1e-5), differentiable (the paper's reading; the gradient is
-    scaled by ~1/max, which explodes for weak classes). detached_floor: relu / max(detached
-    per-class max, floor). global: relu / (detached max over all classes and cells + 1e-5), so
-    weak or absent classes stay small instead of being stretched to 1. class_minmax: per cell,
-    (m - min over classes) / (max - min over classes + 1e-4), no ReLU, differentiable (the
-    authors' fg term; invariant to a positive scale and a per-cell shift). none: the raw maps
-    (the authors' bg term), no ReLU.
-    """
+
+def _detached_floor(m: torch.Tensor, floor: float) -> torch.Tensor:
+    """relu / max(detached per-class max, floor)."""
+    a = F.relu(m)
+    return a / a.detach().amax(dim=(2, 3), keepdim=True).clamp_min(floor)
+
+
+def _global(m: torch.Tensor, floor: float) -> torch.Tensor:
+    """relu / (detached max over all classes and cells + 1e-5): weak or absent classes stay
+    small instead of being stretched to 1 (our default)."""
+    a = F.relu(m)
+    return a / (a.detach().amax(dim=(1, 2, 3), keepdim=True) + EPS)
+
+
+def _class_minmax(m: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per cell, (m - min over classes) / (max - min over classes + 1e-4), no ReLU,
+    differentiable: the authors' fg term; invariant to a positive scale and a per-cell shift."""
+    lo, hi = m.amin(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)
+    return (m - lo) / (hi - lo + MINMAX_EPS)
+
+
+def _none(m: torch.Tensor, floor: float) -> torch.Tensor:
+    """The raw maps, no ReLU (the authors' bg term)."""
+    return m
+
+
+# csd.normalizer -> function; a new normaliser is one function and one line here (and its name
+# in csdseg/config/sections.py's Normalizer, which a test keeps equal to these keys)
+NORMALIZERS = {"max": _max, "detached_floor": _detached_floor, "global": _global,
+               "class_minmax": _class_minmax, "none": _none}
+
+
+def normalize_maps(maps: torch.Tensor, mode: str = "global", floor: float = 1.0) -> torch.Tensor:
+    """maps [N, K, h, w] raw -> A [N, K, h, w], in float32, by the normaliser ``mode``."""
     if mode not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {', '.join(NORMALIZERS)}, got '{mode}'")
-    if mode == "none":
-        return maps.float()
-    if mode == "class_minmax":
-        m = maps.float()
-        lo, hi = m.amin(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)
-        return (m - lo) / (hi - lo + MINMAX_EPS)
-    a = F.relu(maps.float())
-    if mode == "max":
-        return a / (a.amax(dim=(2, 3), keepdim=True) + EPS)
-    if mode == "detached_floor":
-        return a / a.detach().amax(dim=(2, 3), keepdim=True).clamp_min(floor)
-    return a / (a.detach().amax(dim=(1, 2, 3), keepdim=True) + EPS)
+    return NORMALIZERS[mode](maps.float(), floor)
 
 
 def cell_log_probs(a: torch.Tensor, beta: float, temperature: float,

@@ -39,8 +39,8 @@ KL_TERMS = ("all", "pasted", "background")
 
 CHOICES = {"teacher": ("detached", "joint", "ema", "frozen"), "kl_channels": ("all", "pasted"),
            "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
-           "normalizer": NORMALIZERS, "kl_classes": ("all", "present"),
-           "teacher_classes": ("all", "pasted"), "bg_normalizer": ("",) + NORMALIZERS,
+           "normalizer": tuple(NORMALIZERS), "kl_classes": ("all", "present"),
+           "teacher_classes": ("all", "pasted"), "bg_normalizer": ("", *NORMALIZERS),
            "fg_kl_terms": KL_TERMS, "bg_kl_terms": KL_TERMS, "reduction": ("cells", "images")}
 
 
