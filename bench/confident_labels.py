@@ -10,7 +10,8 @@ blurred, noisy version of the object masks, normalised to [0, 1] like make-cam's
    dense CRFs as misc/imutils.crf_inference_label builds them, then the combination) and
    csdseg's ``confident_labels``; every image's two label maps must be identical.
 2. Worker pools: wall time per image over ``--pool-images`` images with 1 process and with 2
-   (``map_ids``, spawn start-up included), both paths, so the scaling shows. IRN's default on
+   (``map_ids``, spawn start-up included; each image and CAM read from an .npz file, as the
+   stage reads its inputs), both paths, so the scaling shows. IRN's default on
    this machine is ``--num_workers = cpu_count() // 2``; csdseg's ``ir_label.workers=0`` is
    one process per usable core.
 Prints the machine and the load at the start and the end; ratios last.
@@ -21,6 +22,7 @@ import argparse
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,20 +105,22 @@ PATHS = {"official": irn_confident_labels, "csdseg": confident_labels}
 
 
 class Job:
-    """One image's work on one path, picklable for the pool (the input made in the worker)."""
+    """One image's work on one path, picklable for the pool: reads the image and its CAM
+    record from ``folder`` (as the stage reads its files), so no worker synthesises input."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, folder: str) -> None:
+        self.path, self.folder = path, folder
 
     def __call__(self, image_id: str) -> np.ndarray:
-        img, record = make_example(int(image_id))
+        with np.load(Path(self.folder) / f"{image_id}.npz") as f:
+            img, record = f["img"], {"keys": f["keys"], "high_res": f["high_res"]}
         return PATHS[self.path](img, record)
 
 
-def pool_seconds(path: str, ids: list[str], workers: int) -> float:
-    """Wall seconds per image of ``map_ids`` over ``ids`` (start-up and input synthesis in)."""
+def pool_seconds(path: str, ids: list[str], workers: int, folder: str) -> float:
+    """Wall seconds per image of ``map_ids`` over ``ids`` (pool start-up included)."""
     start = time.perf_counter()
-    map_ids(Job(path), ids, workers=workers, desc=f"{path} x{workers}")
+    map_ids(Job(path, folder), ids, workers=workers, desc=f"{path} x{workers}")
     return (time.perf_counter() - start) / len(ids)
 
 
@@ -139,20 +143,27 @@ def main() -> None:
         if not np.array_equal(a, b):
             raise AssertionError("csdseg's confident labels differ from the official path's")
 
-    ref, ours = interleaved(lambda i: irn_confident_labels(*examples[i]),
-                            lambda i: confident_labels(*examples[i]), args.images, check=same)
+    ref, ours, ref_cpu, our_cpu = interleaved(lambda i: irn_confident_labels(*examples[i]),
+                                              lambda i: confident_labels(*examples[i]),
+                                              args.images, check=same)
+    if not ref:  # --images 0: only the pools
+        ref = ours = ref_cpu = our_cpu = [float("nan")]
     pools = {}
     if args.pool_images:
         ids = [str(i) for i in range(args.pool_images)]
-        for workers in (1, 2):
-            order = ("official", "csdseg") if workers == 1 else ("csdseg", "official")
-            for path in order:
-                pools[path, workers] = pool_seconds(path, ids, workers)
+        with tempfile.TemporaryDirectory() as folder:
+            for i in ids:
+                img, record = make_example(int(i))
+                np.savez(Path(folder) / f"{i}.npz", img=img, **record)
+            for workers in (1, 2):
+                order = ("official", "csdseg") if workers == 1 else ("csdseg", "official")
+                for path in order:
+                    pools[path, workers] = pool_seconds(path, ids, workers, folder)
     end = load()
     print(f"\nimages: {args.images} x {W}x{H}, two classes each, 10 CRF iterations; "
           f"identical labels on all {args.images}")
-    print(f"one process, official: {spread(ref)} per image")
-    print(f"one process, csdseg  : {spread(ours)} per image")
+    print(f"one process, official: {spread(ref)} per image; CPU {spread(ref_cpu)}")
+    print(f"one process, csdseg  : {spread(ours)} per image; CPU {spread(our_cpu)}")
     for (path, workers), sec in sorted(pools.items()):
         print(f"pool {path:>8} x {workers} process{'es' if workers > 1 else ''}: {sec:.3f} s per "
               f"image (wall / {args.pool_images} images)")
@@ -160,7 +171,8 @@ def main() -> None:
           f"{peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB; usable cores {usable_cpus()}")
     print(f"load at start / end: see above / {end}")
     print("--- ratios")
-    print(ratio_line("confident labels, one process", ref, ours))
+    print(ratio_line("confident labels, one process, wall", ref, ours))
+    print(ratio_line("confident labels, one process, CPU ", ref_cpu, our_cpu))
     if pools:
         for path in ("official", "csdseg"):
             print(f"pool scaling {path}: 1 -> 2 processes "

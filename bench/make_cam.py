@@ -214,23 +214,24 @@ def main() -> None:
                                      f"{worst[name]:.2e} (shapes {a.shape}, {b.shape})")
 
     close(run_official(args.images), run_ours(args.images))  # warm-up: allocator, oneDNN
-    ref, ours = interleaved(lambda i: run_official(i), lambda i: run_ours(i), args.images,
-                            check=close)
+    ref, ours, ref_cpu, our_cpu = interleaved(lambda i: run_official(i), lambda i: run_ours(i),
+                                              args.images, check=close)
     end = load()
     peaks = {p: peak_of(p, 2, args.device) for p in ("official", "csdseg")} if args.memory else {}
     evaluation = time_eval_cam(args.eval_images) if args.eval_images else None
     print(f"\nmake-cam, {SIZE[1]}x{SIZE[0]}, scales {args.scales} + flip, ResNet-50 random "
           f"weights, {args.images} images; max |difference| cam {worst['cam']:.1e}, "
           f"high_res {worst['high_res']:.1e}")
-    print(f"official: {spread(ref, digits=2)} per image")
-    print(f"csdseg  : {spread(ours, digits=2)} per image")
+    print(f"official: {spread(ref, digits=2)} per image; CPU {spread(ref_cpu, digits=2)}")
+    print(f"csdseg  : {spread(ours, digits=2)} per image; CPU {spread(our_cpu, digits=2)}")
     for path, gib in peaks.items():
         print(f"peak RSS, {path} alone: {gib:.2f} GiB")
     if evaluation:
         print(f"eval-cam: {evaluation['images_per_s']:.1f} images/s (500x375, 61 thresholds)")
     print(f"load at end: {end}")
     print("--- ratios")
-    print(ratio_line("make-cam per image", ref, ours))
+    print(ratio_line("make-cam per image, wall", ref, ours))
+    print(ratio_line("make-cam per image, CPU ", ref_cpu, our_cpu))
     if peaks:
         print(f"peak memory csdseg / official: {peaks['csdseg'] / peaks['official']:.2f}")
 

@@ -3,8 +3,8 @@
 A ratio between two runs taken minutes apart on a shared 2-core machine says as much about
 the load as about the code, so each bench runs both paths in the same process, interleaved
 (reference, csdseg, csdseg, reference, ...: the order flips every round so neither path always
-runs first), pairs the two times of each round and reports the ratios' median and spread
-together with the machine and its load at the start and the end.
+runs first), pairs the two times of each round and reports the ratios' median and spread, in
+wall time and in CPU time, together with the machine and its load at the start and the end.
 """
 from __future__ import annotations
 
@@ -51,21 +51,28 @@ def load() -> str:
 
 def interleaved(reference: Callable[[int], object], ours: Callable[[int], object], rounds: int,
                 check: Callable[[object, object], None] | None = None
-                ) -> tuple[list[float], list[float]]:
-    """Seconds of ``reference(i)`` and ``ours(i)`` for i in range(rounds), run alternately
-    (even rounds reference first, odd rounds ours first); ``check(ref_out, our_out)`` is called
-    on every round's two results (an equality assertion, say)."""
-    ref_times, our_times = [], []
+                ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Wall and CPU seconds of ``reference(i)`` and ``ours(i)`` for i in range(rounds), run
+    alternately (even rounds reference first, odd rounds ours first); ``check(ref_out,
+    our_out)`` is called on every round's two results (an equality assertion, say).
+
+    Returns (reference wall, ours wall, reference CPU, ours CPU). CPU time (this process's,
+    all its threads) is what a busy machine distorts least: when other jobs hold the cores,
+    wall time mostly measures the scheduler, CPU time still the work.
+    """
+    walls: tuple[list[float], list[float]] = ([], [])
+    cpus: tuple[list[float], list[float]] = ([], [])
     for i in range(rounds):
-        order = ((reference, ref_times), (ours, our_times))
-        outs = {}
-        for fn, times in (order if i % 2 == 0 else order[::-1]):
-            start = time.perf_counter()
-            outs[id(times)] = fn(i)
-            times.append(time.perf_counter() - start)
+        order = ((0, reference), (1, ours))
+        outs: dict[int, object] = {}
+        for k, fn in (order if i % 2 == 0 else order[::-1]):
+            wall, cpu = time.perf_counter(), time.process_time()
+            outs[k] = fn(i)
+            cpus[k].append(time.process_time() - cpu)
+            walls[k].append(time.perf_counter() - wall)
         if check is not None:
-            check(outs[id(ref_times)], outs[id(our_times)])
-    return ref_times, our_times
+            check(outs[0], outs[1])
+    return walls[0], walls[1], cpus[0], cpus[1]
 
 
 def spread(values: list[float], unit: str = "s", digits: int = 3) -> str:
