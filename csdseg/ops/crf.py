@@ -75,7 +75,7 @@ def crf_inference_labels(img: np.ndarray, label_maps: Sequence[np.ndarray], n_la
 
     The pairwise terms depend on the image alone, so they are built once and shared: building
     them (the bilateral kernel's permutohedral lattice and its normalisation) costs about a
-    third of one CRF, and pydensecrf's ``inference`` reads only the unary and the (unchanged)
+    quarter of one CRF, and pydensecrf's ``inference`` reads only the unary and the (unchanged)
     pairwise terms, so swapping the unary between maps changes nothing else.
     """
     maps = [np.asarray(labels) for labels in label_maps]
