@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from csdseg.config.loading import to_dict
+from csdseg.config.loading import RENAMED, to_dict
 from csdseg.config.sections import Config
 
 # Settings that change how a stage runs, never what it writes: never part of a fingerprint.
@@ -45,7 +45,17 @@ def recorded_settings(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(recorded, dict):
         return None
-    return _merge(to_dict(Config()), recorded)
+    return _merge(to_dict(Config()), _renamed(recorded))
+
+
+def _renamed(values: dict) -> dict:
+    """A record written before a setting was renamed, under today's names."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    for old, new in RENAMED.items():
+        section, leaf = old.split(".", 1)
+        if isinstance(out.get(section), dict) and leaf in out[section]:
+            out[section].setdefault(new.split(".", 1)[1], out[section].pop(leaf))
+    return out
 
 
 def _merge(defaults: dict, recorded: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,12 @@ from csdseg.config.sections import Config, ConfigError
 
 # The packaged presets (package data): ``-c voc_irn`` finds PRESETS_DIR / "voc_irn.yaml".
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+# Settings renamed so that one setting has one name everywhere: old dotted key -> new one (same
+# section). The old name is accepted, in files and overrides, for one release, with a warning
+# that names the new key; recorded configs of older runs are read the same way.
+RENAMED: dict[str, str] = {}
+log = logging.getLogger("csdseg.config")
 
 
 def _closest(key: str, valid: list[str]) -> str:
@@ -80,6 +87,10 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     types_ = field_types(type(obj))
     for key, value in updates.items():
         full = f"{prefix}{key}"
+        if full in RENAMED:
+            log.warning("config key '%s' is now '%s'; the old name goes in the next release",
+                        full, RENAMED[full])
+            full, key = RENAMED[full], RENAMED[full].rsplit(".", 1)[-1]
         if key not in types_:
             valid = [f"{prefix}{k}" for k in types_]
             raise ConfigError(f"unknown config key '{full}'{_closest(full, valid)}")
