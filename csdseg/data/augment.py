@@ -22,10 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import cv2
 import numpy as np
 
-from csdseg.data.transforms import (IGNORE_INDEX, normalize, random_crop, random_hflip,
-                                    random_resize_long, random_resized_crop, random_scale)
+from csdseg.data.transforms import (IGNORE_INDEX, crop_window, normalize,
+                                    random_hflip, random_resize_long, random_resized_crop,
+                                    random_scale)
 
 if TYPE_CHECKING:
     from csdseg.config import TrainConfig
@@ -34,6 +36,8 @@ Masks = tuple[np.ndarray, ...]
 
 # [3, 256]: normalize() of every uint8 value, per channel (exactly the float32 it computes)
 _NORM_LUT = normalize(np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (1, 1, 3)))[:, 0]
+# the same tables as OpenCV wants them: cv2.LUT is a plain gather, ~10x np.take on uint8 indices
+_CV_LUT = [np.ascontiguousarray(_NORM_LUT[c].reshape(256, 1)) for c in range(3)]
 
 
 class Augment(Protocol):
@@ -47,7 +51,7 @@ def normalize_lut(chw: np.ndarray) -> np.ndarray:
     """uint8 [3, H, W] -> float32 [3, H, W], the values :func:`normalize` gives."""
     x = np.empty(chw.shape, np.float32)
     for c in range(3):
-        np.take(_NORM_LUT[c], chw[c], out=x[c])
+        x[c] = cv2.LUT(np.ascontiguousarray(chw[c]), _CV_LUT[c])
     return x
 
 
@@ -56,14 +60,22 @@ def crop_and_normalize(img: np.ndarray, masks: Masks, size: int, rng: np.random.
     """IRN's random crop (or pad) of ``img`` and ``masks`` to ``size``, then normalise.
 
     The image is padded with 0 *after* normalising (IRN crops the normalised image), masks
-    with 255. Draws from ``rng`` exactly as :func:`random_crop` does.
+    with 255. Draws from ``rng`` exactly as :func:`random_crop` does. Only the window is
+    normalised, straight from the HWC image into the zeroed CHW output (no transposed copy,
+    no padding mask: the padding is the rectangle's complement).
     """
-    valid = np.ones(img.shape[:2], np.uint8)
-    out = random_crop([img.transpose(2, 0, 1), *masks, valid], size,
-                      [0, *([IGNORE_INDEX] * len(masks)), 0], rng)
-    x = normalize_lut(out[0])
-    x[:, out[-1] == 0] = 0.0
-    return x, tuple(out[1:-1])
+    top, left, src_top, src_left, ch, cw = crop_window(*img.shape[:2], size, rng)
+    window = img[src_top:src_top + ch, src_left:src_left + cw]
+    x = np.zeros((3, size, size), np.float32)
+    for c in range(3):
+        x[c, top:top + ch, left:left + cw] = cv2.LUT(np.ascontiguousarray(window[:, :, c]),
+                                                     _CV_LUT[c])
+    out = []
+    for m in masks:
+        container = np.full((size, size), IGNORE_INDEX, dtype=m.dtype)
+        container[top:top + ch, left:left + cw] = m[src_top:src_top + ch, src_left:src_left + cw]
+        out.append(container)
+    return x, tuple(out)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,17 @@ def random_hflip(img: np.ndarray, rng: np.random.Generator,
     return img, masks
 
 
+def crop_window(h: int, w: int, size: int, rng: np.random.Generator
+                ) -> tuple[int, int, int, int, int, int]:
+    """IRN's random crop placement of an h x w array in a size x size container:
+    (container top, container left, source top, source left, rows, columns)."""
+    ch, cw = min(size, h), min(size, w)
+    w_space, h_space = w - size, h - size
+    cont_left, img_left = (0, int(rng.integers(w_space + 1))) if w_space > 0 else (int(rng.integers(-w_space + 1)), 0)
+    cont_top, img_top = (0, int(rng.integers(h_space + 1))) if h_space > 0 else (int(rng.integers(-h_space + 1)), 0)
+    return cont_top, cont_left, img_top, img_left, ch, cw
+
+
 def random_crop(arrays: list[np.ndarray], size: int, fills: list[float], rng: np.random.Generator
                 ) -> list[np.ndarray]:
     """Crop (or pad, when smaller) every array to ``size`` x ``size`` at one random offset.
@@ -73,11 +84,7 @@ def random_crop(arrays: list[np.ndarray], size: int, fills: list[float], rng: np
     with ``fills[i]``; a longer side is cropped at a random offset. Arrays are [H, W] or
     [C, H, W] (channels first) and share H, W.
     """
-    h, w = arrays[0].shape[-2:]
-    ch, cw = min(size, h), min(size, w)
-    w_space, h_space = w - size, h - size
-    cont_left, img_left = (0, int(rng.integers(w_space + 1))) if w_space > 0 else (int(rng.integers(-w_space + 1)), 0)
-    cont_top, img_top = (0, int(rng.integers(h_space + 1))) if h_space > 0 else (int(rng.integers(-h_space + 1)), 0)
+    cont_top, cont_left, img_top, img_left, ch, cw = crop_window(*arrays[0].shape[-2:], size, rng)
     out = []
     for arr, fill in zip(arrays, fills):
         container = np.full(arr.shape[:-2] + (size, size), fill, dtype=arr.dtype)
