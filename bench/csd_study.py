@@ -6,6 +6,7 @@ Runs live beside those of bench/csd_experiment.py (same ``--out``, same data, sa
   python bench/csd_study.py base --out OUT --seed 3           # baseline + control of a seed
   python bench/csd_study.py run --out OUT --seed 0 --setting authors_x10 [--eval train]
   python bench/csd_study.py table --out OUT --seeds 0 [--select]
+  python bench/csd_study.py confirm --out OUT --seeds 3 4 5 --setting ours_x1  # full table
 
 ``run`` trains ``study_<setting>_s<seed>`` warm-started from ``base_s<seed>`` with the
 setting's overrides (the masks it needs are made first: ``masks=final`` trains the baseline's
@@ -24,7 +25,7 @@ import statistics
 from pathlib import Path
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
-from csd_experiment import PRESET, evaluate, run_seed
+from csd_experiment import PRESET, evaluate, run_seed, summarise
 from csdseg.config import Config, load_config
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
@@ -185,10 +186,22 @@ def table(args: argparse.Namespace) -> None:
         print(f"\nselected by the pre-registered rule: {select(controls, settings)}")
 
 
+def confirm(args: argparse.Namespace) -> None:
+    """csd_experiment.py's full table (every metric, train and val, baseline / control / CSD,
+    paired CSD - control) with ``--setting`` as the CSD run, on ``--seeds``."""
+    out, per_seed = Path(args.out), {}
+    for seed in args.seeds:
+        res, run = out / f"results_s{seed}.json", out / f"study_{args.setting}_s{seed}.json"
+        if res.is_file() and run.is_file():
+            per_seed[seed] = {**json.loads(res.read_text()), "csd": json.loads(run.read_text())}
+    print(f"{args.setting} against the control, seeds {sorted(per_seed)}\n")
+    print(summarise(per_seed))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["base", "run", "table"])
+    parser.add_argument("command", choices=["base", "run", "table", "confirm"])
     parser.add_argument("--out", default="runs/csd_experiment")
     parser.add_argument("--preset", default=str(PRESET))
     parser.add_argument("--seed", type=int, default=0)
@@ -203,6 +216,8 @@ def main() -> None:
     out = Path(args.out)
     if args.command == "table":
         return table(args)
+    if args.command == "confirm":
+        return confirm(args)
     if args.command == "base":  # baseline + control, csd_experiment's runs without its CSD run
         path = out / f"results_s{args.seed}.json"
         if not path.is_file():
