@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csdseg import io as _io
-from csdseg.run_identity import _host, _my_info, _now, _valid, holder_alive, is_writer  # noqa: F401
+from csdseg.run_identity import _host, _my_info, _now, _valid, holder_alive, is_writer
 from csdseg.errors import StageError
 
 log = logging.getLogger("csdseg.run_lock")
+# is_writer lives in run_identity; callers ask it here, beside acquire()
+__all__ = ["RunLockedError", "acquire", "held_runs", "is_writer", "read_lock", "release"]
 
 LOCK_NAME = ".lock"
 TAKEOVER_NAME = ".lock.takeover"
