@@ -81,7 +81,8 @@ def test_every_choice_key_is_declared():
         "csd.kl_channels", "csd.apply_to", "csd.fg_paste", "csd.normalizer", "csd.kl_classes",
         "csd.teacher_classes", "csd.variant", "csd.masks", "csd.bg_normalizer",
         "csd.fg_kl_terms", "csd.bg_kl_terms", "csd.reduction", "irn.backbone", "irn.method",
-        "irn.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset"]
+        "irn.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset",
+        "psa.network", "psa.walk"]
 
 
 def _bad_and_good(tp):
@@ -117,7 +118,7 @@ def test_bad_choice_fails_at_load(key, tmp_path):
 
 
 def test_bad_choice_suggests_the_closest_value():
-    with pytest.raises(ConfigError, match=r"^irn.method must be rw or crf, got 'rww' "
+    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'rww' "
                                           r"\(did you mean 'rw'\?\)$"):
         load_config(None, ["irn.method=rww"])
     with pytest.raises(ConfigError, match=r"seg.model must be one of deeplabv2_resnet101, .*"

@@ -91,6 +91,13 @@ def test_skip_rules(synth_root, tmp_path):
     assert done_reason("train-irn", crf) == "not needed (irn.method=crf)"
     [record] = execute([pipeline.Step("train-irn", crf)], echo=False)
     assert (record["status"], record["why"]) == ("not needed", "irn.method=crf")
+    # each refiner's training stage runs only for it (csdseg.refiners.needs_training)
+    psa = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["irn.method=psa"])
+    assert done_reason("train-irn", psa) == "not needed (irn.method=psa)"
+    assert done_reason("train-aff", cfg) == "not needed (irn.method=rw)"
+    assert done_reason("train-aff", psa) is None
+    rd.checkpoint("aff").write_bytes(b"x")
+    assert done_reason("train-aff", psa) == "checkpoints/aff.pt present"
 
 
 
@@ -117,7 +124,7 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     # CAM stages all done, so a full run trains the downstream stages only
     second = pipeline.run_pipeline(PRESET, over, baseline_and_csd=True, gallery=2)
     got = [(r["run"], r["stage"], r["status"]) for r in second["steps"]]
-    want_ran = {(r, s) for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM}
+    want_ran = {(r, s) for r in ("pl", "pl_ctl", "pl_csd") for s in DOWNSTREAM if s != "train-aff"}
     assert {(r, s) for r, s, st in got if st == "ran"} == want_ran
     # the table holds exactly the reports' numbers
     rows = {r["key"]: r for r in second["table"]}
@@ -139,7 +146,9 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     capsys.readouterr()
     assert cli_main(["pipeline", "-c", PRESET, "--baseline-and-csd", "--gallery", "2", *over]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[pipeline] pl")]
-    assert len(lines) == 3 * 9 + 1 and all(" skipped (" in l for l in lines), lines
+    # 10 steps a run (train-aff "not needed": irn.method=rw) and make-csd-masks
+    assert len(lines) == 3 * 10 + 1, lines
+    assert all(" skipped (" in l or "train-aff" in l and " not needed (" in l for l in lines)
     # a deleted report is remade, and --from/--to limit the work to that stage
     eval_report_path(csd_cfg, "eval_sem_seg").unlink()
     third = pipeline.execute(pipeline.plan(pipeline.load_config(PRESET, over),

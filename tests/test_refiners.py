@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from csdseg.cam_file import CamRecord
-from csdseg.config import ConfigError, IrnConfig, load_config
+from csdseg.config import ConfigError, IrnConfig, PsaConfig, load_config
 from csdseg.config.choices import allowed_values, choice_keys
 from csdseg.refiners import REFINERS, Refiner, get_refiner, needs_training, training_stages
 
@@ -15,29 +15,31 @@ from csdseg.refiners import REFINERS, Refiner, get_refiner, needs_training, trai
 def test_config_choices_are_the_registry():
     """Every refiner the config accepts exists, and every refiner is accepted."""
     tp = dict(choice_keys())["irn.method"]
-    assert tuple(allowed_values(tp)) == tuple(REFINERS) == ("rw", "crf")
+    assert tuple(allowed_values(tp)) == tuple(REFINERS) == ("rw", "crf", "psa")
     assert IrnConfig().method in REFINERS
 
 
 def test_unknown_refiner_fails_at_load_with_the_allowed_list():
-    with pytest.raises(ConfigError, match=r"^irn.method must be rw or crf, got 'psa'$"):
-        load_config(None, ["irn.method=psa"])
-    with pytest.raises(ConfigError, match=r"^irn.method must be rw or crf, got 'psa'$"):
-        get_refiner("psa")  # a Config built in code meets the same message in make-sem-seg
+    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'xyz'$"):
+        load_config(None, ["irn.method=xyz"])
+    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'xyz'$"):
+        get_refiner("xyz")  # a Config built in code meets the same message in make-sem-seg
 
 
 def test_entries_describe_themselves():
-    irn_fields = {f.name for f in dataclasses.fields(IrnConfig)}
+    fields = {section: {f.name for f in dataclasses.fields(cls)}
+              for section, cls in (("irn", IrnConfig), ("psa", PsaConfig))}
     for name, refiner in REFINERS.items():
         assert isinstance(refiner, Refiner) and refiner.name == name
         assert refiner.description and "\n" not in refiner.description
         assert callable(refiner.prepare) and callable(refiner.refine) and callable(refiner.check)
         for key in refiner.settings:
             section, _, leaf = key.partition(".")
-            assert section == "irn" and leaf in irn_fields, key
+            assert leaf in fields[section], key
     assert needs_training("rw") == "train-irn" and REFINERS["rw"].checkpoint == "irn"
     assert needs_training("crf") is None and REFINERS["crf"].checkpoint is None
-    assert training_stages() == ("train-irn",)
+    assert needs_training("psa") == "train-aff" and REFINERS["psa"].checkpoint == "aff"
+    assert training_stages() == ("train-irn", "train-aff")
 
 
 def test_trained_by_and_checkpoint_go_together():

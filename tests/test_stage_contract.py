@@ -13,10 +13,12 @@ from csdseg.config import load_config, save_config
 from csdseg.data import build_source
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import pipeline
-from csdseg.stages.registry import PIPELINE, STAGES, fingerprint_keys
+from csdseg.stages.registry import BY_NAME, PIPELINE, STAGES, fingerprint_keys
 
 PRESET = "synthetic_irn"
-EVERY = [s for s in PIPELINE if s != "make-csd-masks"]  # a baseline's own stages
+# a baseline's own stages (the preset's irn.method=rw does not need train-aff: tested apart)
+EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-aff")]
+PSA_EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-irn")]
 
 
 def tiny(root, runs, *extra):
@@ -27,7 +29,7 @@ def fake_outputs(cfg) -> None:
     """Every stage's outputs present and recorded with ``cfg``, as a finished run leaves them."""
     rd = RunDir.from_config(cfg)
     ids = build_source(cfg.data, cfg.data.infer_split).ids
-    for name in ("cam", "irn", "seg"):
+    for name in ("cam", "irn", "aff", "seg"):
         rd.checkpoint(name).parent.mkdir(parents=True, exist_ok=True)
         rd.checkpoint(name).write_bytes(b"weights")
     for folder, ext in ((rd.cam_dir, ".npy"), (rd.ir_label_dir, ".png"), (rd.sem_seg_dir, ".png")):
@@ -40,12 +42,12 @@ def fake_outputs(cfg) -> None:
     for stage in ("eval_cam", "eval_sem_seg", "eval_seg"):
         eval_report_path(cfg, stage).parent.mkdir(parents=True, exist_ok=True)
         eval_report_path(cfg, stage).write_text("{}")
-    for stage in EVERY:
+    for stage in [*EVERY, "train-aff"]:
         save_config(cfg, rd.config(stage))
 
 
-def to_rerun(cfg) -> set[str]:
-    return {s for s in EVERY if pipeline.done_reason(s, cfg) is None}
+def to_rerun(cfg, stages=EVERY) -> set[str]:
+    return {s for s in stages if pipeline.done_reason(s, cfg) is None}
 
 
 def test_cli_and_pipeline_read_one_list():
@@ -74,6 +76,25 @@ def test_a_changed_setting_reruns_exactly_the_stages_it_shapes(synth_root, tmp_p
     fake_outputs(tiny(synth_root, tmp_path))
     assert to_rerun(tiny(synth_root, tmp_path)) == set()
     assert to_rerun(tiny(synth_root, tmp_path, override)) == expected
+
+
+AFTER_PSEUDO = {"make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("psa.lr=0.5", {"train-aff"} | AFTER_PSEUDO),
+    ("psa.low_alpha=2", {"train-aff"} | AFTER_PSEUDO),  # the cached scores are retired too
+    ("psa.walk=mct", AFTER_PSEUDO),
+    # PSA makes its own confident labels, but make-sem-seg's upstream is one fixed list (IRN's
+    # stages count for every refiner): a needless rerun, never a stale mask
+    ("ir_label.fg_threshold=0.4", {"make-ir-label"} | AFTER_PSEUDO),
+    ("cam.scales=[1.0]", set(PSA_EVERY) - {"train-cam"}),
+])
+def test_psa_settings_rerun_train_aff_or_the_walk(synth_root, tmp_path, override, expected):
+    fake_outputs(tiny(synth_root, tmp_path, "irn.method=psa"))
+    assert to_rerun(tiny(synth_root, tmp_path, "irn.method=psa"), PSA_EVERY) == set()
+    assert to_rerun(tiny(synth_root, tmp_path, "irn.method=psa", override), PSA_EVERY) == expected
+    assert "psa_scores" in {p.name for p in BY_NAME["train-aff"].made(RunDir(tmp_path / "b"))}
 
 
 def test_why_names_the_changed_keys(synth_root, tmp_path):

@@ -17,11 +17,13 @@ from csdseg.config.loading import (PRESETS_DIR, find_config, load_config, parse_
                                    preset_names, save_config, to_dict, validate)
 from csdseg.config.sections import (CamConfig, Config, ConfigError, CsdConfig, DataConfig,
                                     EvalConfig, IrLabelConfig, IrnConfig, ModelConfig,
-                                    OptimConfig, Pattern, Registry, SegConfig, TrainConfig)
+                                    OptimConfig, Pattern, PsaConfig, Registry, SegConfig,
+                                    TrainConfig)
 
 __all__ = [
     "CamConfig", "Config", "ConfigError", "CsdConfig", "DataConfig", "EvalConfig",
     "IrLabelConfig", "IrnConfig", "ModelConfig", "OptimConfig", "Pattern", "PRESETS_DIR",
+    "PsaConfig",
     "Registry", "SegConfig", "TrainConfig", "allowed_values", "check_choices", "choice_keys",
     "field_types", "find_config", "load_config", "parse_override", "preset_names",
     "save_config", "to_dict", "validate",

@@ -248,6 +248,36 @@ class SegConfig:
 
 
 @dataclass
+class PsaConfig:
+    """PSA's AffinityNet (train-aff) and its random walk (irn.method=psa); the defaults are
+    jiwoon-ahn/psa's, voc_mct.yaml sets MCTformer's (docs/method.md)."""
+
+    # resnet38d_aff (PSA's) | affinitynet_tiny (CPU-sized, csdseg/models/affinitynet.py)
+    network: Annotated[str, Registry("csdseg.models.affinitynet", "AFF_NETWORKS")] = \
+        "resnet38d_aff"
+    # none (random init: the CPU variant) | res38_cls.pth (MCTformer) | the ImageNet .npz
+    weights: str = "none"
+    low_alpha: float = 4.0  # confident fg: (1 - max CAM)^alpha background before the CRF (MCT 1)
+    high_alpha: float = 32.0  # confident bg (MCTformer 12)
+    epochs: int = 8  # MCTformer 5
+    batch_size: int = 8
+    crop_size: int = 448  # random crop, zero-padded; a multiple of 8, at least 72
+    lr: float = 0.1  # MCTformer 0.01
+    head_lr_mult: float = 10.0  # the new convs f8_*, f9
+    weight_decay: float = 5e-4
+    momentum: float = 5e-4  # PSA's PolyOptimizer passes weight decay into SGD's momentum slot
+    poly_power: float = 0.9
+    hflip: bool = True
+    colour_jitter: list[float] = field(default_factory=lambda: [0.3, 0.3, 0.3, 0.1])  # b, c, s, h
+    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
+    walk: Literal["psa", "mct"] = "psa"  # background: psa (1 - max)^alpha | mct a constant
+    alpha: float = 16.0  # walk=psa
+    bg_threshold: float = 0.39  # walk=mct
+    beta: float = 8.0
+    logt: int = 0  # 2^logt steps; 0 = the walk's own (psa 8, mct 6)
+
+
+@dataclass
 class Config:
     name: str = "default"
     run_root: str = "runs"
@@ -263,6 +293,7 @@ class Config:
     ir_label: IrLabelConfig = field(default_factory=IrLabelConfig)
     irn: IrnConfig = field(default_factory=IrnConfig)
     seg: SegConfig = field(default_factory=SegConfig)
+    psa: PsaConfig = field(default_factory=PsaConfig)
 
     @property
     def run_dir(self) -> Path:

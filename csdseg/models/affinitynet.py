@@ -81,3 +81,10 @@ def affinitynet(width: int = 64, depths: tuple[int, ...] = STAGE_DEPTHS) -> Affi
 def affinitynet_tiny() -> AffinityNet:
     """CPU-sized AffinityNet for the synthetic presets: width 8, one block per stage."""
     return AffinityNet(8, (1, 1, 1, 1))
+
+
+# psa.network -> constructor; the keys stay string literals: the config check reads them
+AFF_NETWORKS = {
+    "resnet38d_aff": affinitynet,
+    "affinitynet_tiny": affinitynet_tiny,
+}

@@ -81,13 +81,18 @@ def walk_to_labels(walked: torch.Tensor, keys: np.ndarray, size: tuple[int, int]
 
 def psa_walk(cams: torch.Tensor, keys: np.ndarray, aff: torch.Tensor,
              alpha: float | None = 16.0, bg_threshold: float | None = None,
-             beta: float = 8.0, logt: int = 8, threads: int = 1
-             ) -> tuple[np.ndarray, torch.Tensor]:
+             beta: float = 8.0, logt: int = 8, threads: int = 1,
+             padded: tuple[int, int] | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """infer_aff for one image. cams: [K', H, W] (make-cam's ``high_res``), keys: int [K']
     class indices (0-based), aff: [D, Ns] AffinityNet's affinities of the image zero-padded to
-    multiples of 8. Returns (pseudo-mask uint8 [H, W], walked maps [1 + K', h, w])."""
+    multiples of 8, or to ``padded`` (multiples of 8, at least the image: where an image is
+    too small for PSA's pairs). Returns (pseudo-mask uint8 [H, W], walked maps [1 + K', h, w])."""
     size = tuple(cams.shape[1:])
-    scores = pad_to_stride(walk_scores(cams, alpha, bg_threshold))
+    scores = walk_scores(cams, alpha, bg_threshold)
+    if padded is None:
+        scores = pad_to_stride(scores)
+    else:  # zeros in every channel, as PSA pads its score maps after the background channel
+        scores = F.pad(scores, (0, padded[1] - size[1], 0, padded[0] - size[0]))
     pooled = F.avg_pool2d(scores[None], PSA_STRIDE, PSA_STRIDE)[0]
     walked = psa_random_walk(pooled, aff.to(pooled.device), beta, logt, threads=threads)
     return walk_to_labels(walked, keys, size), walked

@@ -5,27 +5,29 @@ make-sem-seg runs whichever refiner ``irn.method`` names; each entry of :data:`R
 None) and how it refines one image. The config's allowed ``irn.method`` values are this
 registry's keys (read from this file's source at load, so a bad value fails before any work).
 
-==========  ========================================================  =============
-name        what                                                      trained by
-==========  ========================================================  =============
-rw          IRN's random walk over the trained IRN's boundary map     train-irn
-crf         CAMs + a constant background score, dense CRF             (nothing)
-==========  ========================================================  =============
+==========  ===========================================================  ==========
+name        what                                                         trained by
+==========  ===========================================================  ==========
+rw          IRN's random walk over the trained IRN's boundary map        train-irn
+crf         CAMs + a constant background score, dense CRF                (nothing)
+psa         PSA's random walk over the trained AffinityNet's affinities  train-aff
+==========  ===========================================================  ==========
 
-Adding a refiner (e.g. PSA's AffinityNet walk) takes exactly:
+Adding a refiner ``x`` takes exactly (``psa`` was added this way):
 
-1. ``csdseg/refiners/psa.py`` defining ``prepare(cfg, rd) -> state`` (once per run: load the
-   network from ``rd.checkpoint("psa")``), ``refine(state, record, img) -> uint8 [H, W]``
-   (0 background, 1..K) and ``REFINER = Refiner(name="psa", description=..., trained_by=
-   "train-psa", checkpoint="psa", prepare=prepare, refine=refine, parallel=False,
-   settings=(...))``; see ``random_walk.py`` (trained, one device) and ``crf.py`` (no training,
-   worker processes) for the two kinds;
-2. one line in :data:`REFINERS` below: ``"psa": _entry("psa"),``;
-3. if it trains: the training stage itself (``csdseg/stages/train_psa.py`` writing
-   ``checkpoints/psa.pt``) and its entry in the stage list, placed before make-sem-seg; the
-   pipeline asks :func:`needs_training` whether to run it.
+1. ``csdseg/refiners/x.py`` defining ``prepare(cfg, rd) -> state`` (once per run: e.g. load
+   the network from ``rd.checkpoint("x")``), ``refine(state, record, img) -> uint8 [H, W]``
+   (0 background, 1..K) and ``REFINER = Refiner(name="x", description=..., trained_by=
+   "train-x", checkpoint="x", prepare=prepare, refine=refine, parallel=False,
+   settings=(...))``; see ``random_walk.py`` / ``psa.py`` (trained, one device) and ``crf.py``
+   (no training, worker processes) for the two kinds;
+2. one line in :data:`REFINERS` below: ``"x": _entry("x"),``;
+3. if it trains: the training stage itself (``csdseg/stages/train_x.py`` writing
+   ``checkpoints/x.pt``, as ``train_aff.py``) and its entry in the stage list, placed before
+   make-sem-seg, with ``needed=_trained_for("train-x")`` (the pipeline asks
+   :func:`needs_training` whether to run it), and there make-sem-seg's upstream and keys.
 
-Nothing else changes: make-sem-seg, the config check and the pipeline read this registry.
+Nothing else changes: make-sem-seg and the config check read this registry.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def _entry(module: str) -> Refiner:
 REFINERS: dict[str, Refiner] = {
     "rw": _entry("random_walk"),
     "crf": _entry("crf"),
+    "psa": _entry("psa"),
 }
 
 for _name, _refiner in REFINERS.items():  # a misspelt key would pick another refiner's name

@@ -7,7 +7,9 @@ kept, so an interrupted run resumes.
 - ``irn.method=rw`` (IRN's make_sem_seg_labels, the default): the random walk over the trained
   IRN's boundary map (``checkpoints/irn.pt``, from ``csdseg train-irn``);
 - ``irn.method=crf``: the CAMs with a constant background score, refined by a dense CRF; no
-  IRN needed.
+  IRN needed;
+- ``irn.method=psa``: PSA's random walk over the trained AffinityNet's affinities
+  (``checkpoints/aff.pt``, from ``csdseg train-aff``; the ``psa.*`` settings).
 
 Each refiner's file says what it does; this stage only checks the inputs, calls the refiner on
 every image (on ``ir_label.workers`` processes when it is CPU work) and writes its label maps.
@@ -30,7 +32,7 @@ from csdseg.refiners import REFINERS, Refiner, get_refiner
 from csdseg.refiners.random_walk import Walker
 from csdseg.runs import MissingInputError, RunDir
 
-HELP = "CAMs -> pseudo-masks with IRN's random walk (irn.method=rw) or a dense CRF (crf)"
+HELP = "CAMs -> pseudo-masks by irn.method: IRN's walk (rw), a dense CRF (crf), PSA's walk (psa)"
 STAGE = "make-sem-seg"
 log = logging.getLogger(__name__)
 

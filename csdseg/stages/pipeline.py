@@ -5,9 +5,10 @@
 Order: train-cam -> make-cam -> eval-cam [-> make-csd-masks (from the baseline's CAMs) ->
 train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline,
 and of its control ``<name>_ctl``: the same warm start, epochs and learning rate, CSD off]
--> make-ir-label -> train-irn -> make-sem-seg -> eval-sem-seg -> train-seg -> eval-seg, for
-each run. A stage whose outputs are complete is skipped (see docs/pipeline.md); at the end the
-baseline / control / CSD table (with CSD - control) is printed, written to
+-> make-ir-label -> train-irn / train-aff (whichever irn.method's refiner needs) ->
+make-sem-seg -> eval-sem-seg -> train-seg -> eval-seg, for each run. A stage whose outputs
+are complete is skipped (see docs/pipeline.md); at the end the baseline / control / CSD table
+(with CSD - control) is printed, written to
 ``runs/<name>/reports/pipeline.{json,md}``, and the HTML report to ``runs/<name>/report.html``.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ log = logging.getLogger("csdseg.pipeline")
 # stage -> module, in the order --from/--to refer to: the registry's pipeline steps
 ORDER: dict[str, str] = {name: BY_NAME[name].module for name in PIPELINE}
 CAM_STAGES = ["train-cam", "make-cam", "eval-cam"]
-DOWNSTREAM = ["make-ir-label", "train-irn", "make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"]
+DOWNSTREAM = ["make-ir-label", "train-irn", "train-aff", "make-sem-seg", "eval-sem-seg",
+              "train-seg", "eval-seg"]
 
 
 @dataclass

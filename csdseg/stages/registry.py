@@ -102,13 +102,27 @@ def _logs(rd: RunDir, stage: str, *ckpts: str) -> list[Path]:
             rd.log(stage), rd.tb(stage)]
 
 
+def _trained_for(stage: str) -> Callable[[Config], "str | None"]:
+    """A refiner's training stage is needed only when ``irn.method``'s refiner is trained by it."""
+    def needed(cfg: Config) -> str | None:
+        from csdseg.refiners import needs_training
+
+        return None if needs_training(cfg.irn.method) == stage else f"irn.method={cfg.irn.method}"
+    return needed
+
+
 TRAIN_KEYS = ("seed", "data", "model", "optim", "train", "csd")  # csd only when enabled
 IRN_TRAIN = tuple(f"irn.{k}" for k in (
     "backbone", "pretrained", "epochs", "batch_size", "crop_size", "rescale", "hflip", "lr",
     "dp_lr_mult", "weight_decay", "momentum", "poly_power", "max_steps", "path_radius",
     "backbone_from_cam", "train_backbone"))
+PSA_TRAIN = tuple(f"psa.{k}" for k in (
+    "network", "weights", "low_alpha", "high_alpha", "epochs", "batch_size", "crop_size", "lr",
+    "head_lr_mult", "weight_decay", "momentum", "poly_power", "hflip", "colour_jitter",
+    "max_steps"))
 REFINE = tuple(f"irn.{k}" for k in ("beta", "exp_times", "walk_radius", "sem_seg_bg_threshold",
-                                     "method", "crf_preset", "crf_bg_threshold"))
+                                     "method", "crf_preset", "crf_bg_threshold")) + tuple(
+    f"psa.{k}" for k in ("walk", "alpha", "bg_threshold", "beta", "logt"))
 SEG_TRAIN = tuple(f"seg.{k}" for k in (
     "model", "backbone", "pretrained", "output_stride", "freeze_bn", "pseudo_dir", "epochs",
     "batch_size", "crop_size", "scale_range", "hflip", "lr", "lr_head_mult", "momentum",
@@ -132,8 +146,12 @@ STAGES: list[Stage] = [
     Stage("show-csd", "csdseg.stages.show_csd"),
     Stage("train-irn", "csdseg.stages.train_irn", IRN_TRAIN, ("make-ir-label",),
           _checkpoint("irn"), lambda rd: _logs(rd, "train-irn", "irn"),
-          needed=lambda cfg: "irn.method=crf" if cfg.irn.method == "crf" else None),
-    Stage("make-sem-seg", "csdseg.stages.make_sem_seg", REFINE, ("make-cam", "train-irn"),
+          needed=_trained_for("train-irn")),
+    Stage("train-aff", "csdseg.stages.train_aff", PSA_TRAIN, ("make-cam",),
+          _checkpoint("aff"), lambda rd: [*_logs(rd, "train_aff", "aff"), rd.root / "psa_scores"],
+          needed=_trained_for("train-aff")),
+    Stage("make-sem-seg", "csdseg.stages.make_sem_seg", REFINE,
+          ("make-cam", "train-irn", "train-aff"),
           _per_image(lambda rd: rd.sem_seg_dir, ".png"), lambda rd: [rd.sem_seg_dir]),
     Stage("eval-sem-seg", "csdseg.stages.eval_sem_seg", (), ("make-sem-seg",),
           _report("eval_sem_seg", _split_files(lambda rd: rd.sem_seg_dir, ".png"))),
