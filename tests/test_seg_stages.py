@@ -216,3 +216,37 @@ def test_tiny_deeplab_learns_the_shapes(shapes, tmp_path, one_thread):
     assert eval_seg.main(args) == 0
     assert json.loads((run / "reports" / "eval_seg_val.json").read_text())["miou"] == report["miou"]
     assert time.time() - start < 180
+
+
+def test_a_run_stopped_inside_the_epoch_end_validation_redoes_it(shapes, tmp_path, monkeypatch,
+                                                                 one_thread):
+    """The epoch's checkpoint is written after its validation: a run killed during the
+    validation resumes before it and logs the epoch's val_miou, as an uninterrupted run does
+    (the fault-injection harness found train-seg losing that record)."""
+    from csdseg.engine.logger import read_log
+    from csdseg.stages import train_seg as stage
+
+    def run(name: str) -> list[dict]:
+        cfg = _cfg(shapes, tmp_path, f"name={name}", "seg.epochs=2", "seg.eval_split=val",
+                   "seg.val_every=1", "seg.log_every=1", "seg.max_steps=0")
+        (tmp_path / name / "sem_seg").mkdir(parents=True, exist_ok=True)
+        for p in (shapes / "SegmentationClass").glob("*.png"):
+            (tmp_path / name / "sem_seg" / p.name).write_bytes(p.read_bytes())
+        stage.run(cfg)
+        return read_log(tmp_path / name / "logs" / "train_seg.jsonl", kind="epoch")
+
+    ref = run("ref")
+    real, calls = stage.validation_miou, []
+
+    def killed_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the kill, in the middle of epoch 1's validation
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "validation_miou", killed_once)
+    with pytest.raises(KeyboardInterrupt):
+        run("killed")
+    resumed = run("killed")
+    assert [r["epoch"] for r in resumed] == [r["epoch"] for r in ref] == [0, 1]
+    assert [r["val_miou"] for r in resumed] == [r["val_miou"] for r in ref]

@@ -168,17 +168,20 @@ def train(spec: TrainSpec) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if logger and (step % spec.log_every == 0 or step == total):
                     logger.log(step, epoch=epoch, lr=spec.lr_at(step - 1, total), **scalars)
-                if step % spec.save_every == 0 or step % steps_per_epoch == 0 or step == total:
+                epoch_end = step % steps_per_epoch == 0
+                # the epoch's hook (validation) runs *before* its checkpoint: a run killed in
+                # between resumes before the hook and redoes it, so no epoch loses its record
+                if epoch_end and spec.on_epoch_end is not None:
+                    extra = spec.on_epoch_end(epoch, step)
+                    if logger and extra:
+                        logger.log(step, kind="epoch", epoch=epoch, **extra)
+                if step % spec.save_every == 0 or epoch_end or step == total:
                     if dist.is_main():
                         save_training_state(last_path, model, spec.optimizer, scaler, step,
                                             epoch, spec.config, extra=step_state(spec.step_fn))
                     dist.barrier()
                 if step >= total:
                     break
-            if step % steps_per_epoch == 0 and spec.on_epoch_end is not None:
-                extra = spec.on_epoch_end(epoch, step)
-                if logger and extra:
-                    logger.log(step, kind="epoch", epoch=epoch, **extra)
     finally:
         if logger:
             logger.close()
