@@ -168,3 +168,22 @@ def test_loading_a_config_imports_no_torch():
             "[load_config(n, ['seg.model=deeplabv3plus']) for n in preset_names()]\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_renamed_setting_is_read_under_its_old_name_with_a_warning(tmp_path, caplog):
+    """seg.lr_head_mult is now seg.head_lr_mult (one name as optim.head_lr_mult): the old name
+    still loads, from overrides, files and older runs' recorded configs, and the warning names
+    the new key."""
+    from csdseg.config import fingerprint, load_config, save_config
+
+    with caplog.at_level("WARNING", logger="csdseg.config"):
+        cfg = load_config(None, ["seg.lr_head_mult=3"])
+    assert cfg.seg.head_lr_mult == 3
+    assert "'seg.lr_head_mult' is now 'seg.head_lr_mult'" in caplog.text
+    old = tmp_path / "old.yaml"
+    old.write_text("seg:\n  lr_head_mult: 4\n")
+    assert load_config(old).seg.head_lr_mult == 4
+    record = tmp_path / "train_seg.yaml"
+    save_config(load_config(None, ["seg.head_lr_mult=5"]), record)
+    record.write_text(record.read_text().replace("head_lr_mult", "lr_head_mult"))
+    assert fingerprint.recorded_settings(record)["seg"]["head_lr_mult"] == 5

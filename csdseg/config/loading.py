@@ -21,7 +21,7 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 # Settings renamed so that one setting has one name everywhere: old dotted key -> new one (same
 # section). The old name is accepted, in files and overrides, for one release, with a warning
 # that names the new key; recorded configs of older runs are read the same way.
-RENAMED: dict[str, str] = {}
+RENAMED: dict[str, str] = {"seg.lr_head_mult": "seg.head_lr_mult"}
 log = logging.getLogger("csdseg.config")
 
 

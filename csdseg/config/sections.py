@@ -228,7 +228,7 @@ class SegConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
     hflip: bool = True
     lr: float = 2.5e-4
-    lr_head_mult: float = 10.0
+    head_lr_mult: float = 10.0  # the head at 10x the backbone (as optim.head_lr_mult)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     poly_power: float = 0.9

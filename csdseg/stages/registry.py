@@ -125,7 +125,7 @@ REFINE = tuple(f"irn.{k}" for k in ("beta", "exp_times", "walk_radius", "sem_seg
     f"psa.{k}" for k in ("walk", "alpha", "bg_threshold", "beta", "logt"))
 SEG_TRAIN = tuple(f"seg.{k}" for k in (
     "model", "backbone", "pretrained", "output_stride", "freeze_bn", "pseudo_dir", "epochs",
-    "batch_size", "crop_size", "scale_range", "hflip", "lr", "lr_head_mult", "momentum",
+    "batch_size", "crop_size", "scale_range", "hflip", "lr", "head_lr_mult", "momentum",
     "weight_decay", "poly_power", "loss_at", "amp", "max_steps"))
 SEG_EVAL = ("seg.scales", "seg.flip", "seg.crf", "seg.crf_preset")
 

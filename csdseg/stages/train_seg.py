@@ -118,7 +118,7 @@ def run(cfg: Config) -> dict[str, Any]:
     crop = seg.crop_size or DEFAULT_CROP[seg.model]
     dataset = SegTrainDataset(source, source.ids, mask_dir, crop, tuple(seg.scale_range),
                               seg.hflip, cfg.seed)
-    optimizer = torch.optim.SGD(model.param_groups(seg.lr, seg.weight_decay, seg.lr_head_mult),
+    optimizer = torch.optim.SGD(model.param_groups(seg.lr, seg.weight_decay, seg.head_lr_mult),
                                 lr=seg.lr, momentum=seg.momentum, weight_decay=seg.weight_decay)
 
     val_source = None
