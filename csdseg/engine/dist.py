@@ -1,6 +1,7 @@
 """torch.distributed in one place: every stage runs alone or under ``torchrun`` unchanged."""
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -24,10 +25,19 @@ def init_from_env(device: torch.device) -> torch.device:
         return device
     backend = "nccl" if device.type == "cuda" else "gloo"
     torch_dist.init_process_group(backend=backend)
+    # left to the garbage collector at interpreter exit, the process group's destructor can
+    # hang (seen with gloo on a loaded 2-core machine: both ranks done, stuck in GC); tear it
+    # down explicitly instead
+    atexit.register(_leave)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return device
+
+
+def _leave() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def barrier() -> None:
