@@ -31,9 +31,11 @@ log = logging.getLogger("csdseg.pipeline")
 
 # stage -> module, in the order --from/--to refer to: the registry's pipeline steps
 ORDER: dict[str, str] = {name: BY_NAME[name].module for name in PIPELINE}
-CAM_STAGES = ["train-cam", "make-cam", "eval-cam"]
-DOWNSTREAM = ["make-ir-label", "train-irn", "train-aff", "make-sem-seg", "eval-sem-seg",
-              "train-seg", "eval-seg"]
+# the registry's order split where CSD's masks are made: each run's classifier stages before,
+# its pseudo-mask and segmentation stages after (derived, so a new stage needs no edit here)
+_MASKS = PIPELINE.index("make-csd-masks")
+CAM_STAGES = PIPELINE[:_MASKS]
+DOWNSTREAM = PIPELINE[_MASKS + 1:]
 
 
 @dataclass
