@@ -12,7 +12,7 @@ blurred, noisy version of the object masks, normalised to [0, 1] like make-cam's
 2. Worker pools: wall time per image over ``--pool-images`` images with 1 process and with 2
    (``map_ids``, spawn start-up included; each image and CAM read from an .npz file, as the
    stage reads its inputs), both paths, so the scaling shows. IRN's default on
-   this machine is ``--num_workers = cpu_count() // 2``; csdseg's ``ir_label.workers=0`` is
+   this machine is ``--num_workers = cpu_count() // 2``; csdseg's ``ir_label.num_workers=0`` is
    one process per usable core.
 Prints the machine and the load at the start and the end; ratios last.
 """
@@ -178,7 +178,7 @@ def main() -> None:
             print(f"pool scaling {path}: 1 -> 2 processes "
                   f"{pools[path, 1] / pools[path, 2]:.2f}x")
         print(f"2 processes each: {pools['official', 2] / pools['csdseg', 2]:.2f}x; csdseg 2 "
-              f"processes (ir_label.workers=0 here) vs IRN's default 1 (cpu_count // 2): "
+              f"processes (ir_label.num_workers=0 here) vs IRN's default 1 (cpu_count // 2): "
               f"{pools['official', 1] / pools['csdseg', 2]:.2f}x")
     print(f"median seconds per image: official {statistics.median(ref):.3f}, "
           f"csdseg {statistics.median(ours):.3f}")

@@ -47,10 +47,10 @@ def tiny_overrides(data_root: Path, run_root: Path, workers: int = 2) -> list[st
         f"data.root={data_root}", f"run_root={run_root}", "name=pl", "device=cpu",
         "data.num_workers=0", "data.infer_split=train", "data.eval_split=train",
         "train.crop_size=64", "train.resize_long=[48,80]", "train.batch_size=8", "train.epochs=1",
-        "train.save_every=1", "cam.scales=[1.0]", f"ir_label.workers={workers}",
+        "train.save_every=1", "cam.scales=[1.0]", f"ir_label.num_workers={workers}",
         "irn.backbone=resnet10t", "irn.pretrained=none", "irn.crop_size=48", "irn.path_radius=4",
-        "irn.batch_size=8", "irn.epochs=1", "irn.exp_times=4",
-        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
+        "irn.batch_size=8", "irn.epochs=1", "refine.exp_times=4",
+        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.frozen_bn=false",
         "seg.crop_size=48", "seg.batch_size=8", "seg.epochs=1", "seg.num_workers=0",
         "seg.scales=[1.0]", "seg.flip=false",
     ]

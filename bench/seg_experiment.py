@@ -8,7 +8,7 @@ CSD off), with the synthetic preset's settings:
   make-ir-label -> train-irn -> make-sem-seg (random walk) -> eval-sem-seg (train)
   -> train-seg (DeepLab on the pseudo-masks) -> eval-seg on val, without and with the dense CRF.
 
-With ``--preset synthetic_mct`` (``irn.method=crf``) the pseudo-masks are CAM +
+With ``--preset synthetic_mct`` (``refine.method=crf``) the pseudo-masks are CAM +
 dense CRF and IRN is skipped; ``--no-seg`` stops after the pseudo-masks.
 
 Stages whose outputs exist are skipped, so a killed experiment resumes; each (seed, run) writes
@@ -37,7 +37,7 @@ RUNS = ("base", "ctl", "csd")  # ctl: the same warm start and epochs as csd, CSD
 
 
 def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
-    if cfg.irn.method == "rw":  # the MCTformer preset makes CAM + CRF pseudo-masks instead
+    if cfg.refine.method == "rw":  # the MCTformer preset makes CAM + CRF pseudo-masks instead
         make_ir_label.run(cfg)
         if not (cfg.run_dir / "checkpoints" / "irn.pt").is_file():
             train_irn.run(cfg)

@@ -2,7 +2,7 @@
 
 For a run with CAMs and a trained IRN (``csdseg train-irn``), on the first ``--n`` images of
 ``data.infer_split`` (which must have masks): the mIoU of the CAMs (background threshold
-``eval.bg_threshold``, and the walk's ``irn.sem_seg_bg_threshold``) and of the random-walk pseudo-masks for each ``--exp-times``, once with
+``eval.bg_threshold``, and the walk's ``refine.bg_threshold``) and of the random-walk pseudo-masks for each ``--exp-times``, once with
 the IRN's boundary map and once with an oracle boundary (1 where the ground-truth label changes
 at stride 4, and on void). The gap between the two rows is what a better boundary would buy.
 
@@ -45,13 +45,13 @@ def main() -> None:
     parser.add_argument("--exp-times", type=int, nargs="+", default=[2, 3, 4, 6, 8])
     args = parse_args(parser)  # key=value overrides anywhere on the line
     cfg = load_config(args.config, args.overrides)
-    c, run = cfg.irn, RunDir.from_config(cfg)
+    c, w, run = cfg.irn, cfg.refine, RunDir.from_config(cfg)
     model = IRNet(c.backbone, "none", c.train_backbone)
     load_weights(model, run.require(run.checkpoint("irn"), made_by="train-irn"))
     model.eval()
     source = build_source(cfg.data, cfg.data.infer_split)
     k = source.num_classes + 1
-    cam_thresholds = sorted({cfg.eval.bg_threshold, c.sem_seg_bg_threshold})
+    cam_thresholds = sorted({cfg.eval.bg_threshold, w.bg_threshold})
     conf: dict[tuple[str, float], np.ndarray] = {}
     for image_id in source.ids[:args.n]:
         record = load_cam(run.cam_dir / f"{image_id}.npy", source.num_classes)
@@ -68,16 +68,16 @@ def main() -> None:
         boundaries = {"IRN boundary": learned, "oracle boundary": oracle_boundary(gt, learned.shape)}
         for name, boundary in boundaries.items():
             for e in args.exp_times:
-                walked = random_walk(cams, boundary, c.beta, e, c.walk_radius) if keys.size else None
-                preds[(name, e)] = (walk_to_labels(walked, keys, gt.shape, c.sem_seg_bg_threshold)
+                walked = random_walk(cams, boundary, w.beta, e, w.walk_radius) if keys.size else None
+                preds[(name, e)] = (walk_to_labels(walked, keys, gt.shape, w.bg_threshold)
                                     if keys.size else np.zeros_like(gt))
         valid = gt != 255
         for key, pred in preds.items():
             conf.setdefault(key, np.zeros((k, k), np.int64))
             conf[key] += confusion_matrix(gt[valid], pred[valid].astype(np.int64), k)
     n = min(args.n, len(source.ids))
-    print(f"\n{n} images of '{cfg.data.infer_split}', run {run.root}, beta {c.beta}, "
-          f"radius {c.walk_radius}, bg threshold {c.sem_seg_bg_threshold}\n")
+    print(f"\n{n} images of '{cfg.data.infer_split}', run {run.root}, beta {w.beta}, "
+          f"radius {w.walk_radius}, bg threshold {w.bg_threshold}\n")
     print("| pseudo-masks | exp_times (steps) | mIoU |\n|---|---|---|")
     for (name, e), matrix in conf.items():
         steps = f"{e} ({2 ** e})" if name != "cam" else "-"

@@ -3,7 +3,7 @@
 Two stages make them: make-ir-label into its run's ``ir_label/``, and make-csd-masks into a
 CSD run's ``csd_masks/`` from its baseline's CAMs. The work lives here, outside both, so that
 no stage imports another. Each label map is 0 (confident background), 1..K (confident class)
-or 255 (uncertain); each image costs two dense CRFs, run on ``ir_label.workers`` processes
+or 255 (uncertain); each image costs two dense CRFs, run on ``ir_label.num_workers`` processes
 (0 = one per core). Existing outputs are kept, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -67,5 +67,5 @@ def make_labels(cfg: Config, cam_dir: Path, out_dir: Path, split: str,
     if todo:
         out_dir.mkdir(parents=True, exist_ok=True)
         job = IrLabelJob(source, cam_dir, out_dir, cfg.ir_label)
-        map_ids(job, todo, workers=cfg.ir_label.workers, desc=desc)
+        map_ids(job, todo, workers=cfg.ir_label.num_workers, desc=desc)
     return len(todo)

@@ -12,7 +12,7 @@ order) and ``keys`` int64 [K']. float16 keeps 11 significant bits (relative erro
 far below what moves an 8 x 8 block mean's arg-max, at a quarter of PSA's float32 and
 smaller still compressed (CRF marginals are mostly near 0 or 1). Writes are atomic and
 existing files are kept, so an interrupted train-aff resumes the scores where it stopped.
-Each image costs two 10-iteration CRFs on one core; ``ir_label.workers`` processes share them.
+Each image costs two 10-iteration CRFs on one core; ``ir_label.num_workers`` processes share them.
 """
 from __future__ import annotations
 

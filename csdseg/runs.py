@@ -121,7 +121,7 @@ def eval_report_path(cfg: Config, stage: str) -> Path:
     if stage == "eval_seg":
         return run.eval_report(stage, cfg.seg.eval_split, "crf" if cfg.seg.crf else "")
     if stage == "eval_sem_seg":  # one report per refiner: the random walk or CAM + CRF
-        return run.eval_report(stage, cfg.data.eval_split, cfg.irn.method)
+        return run.eval_report(stage, cfg.data.eval_split, cfg.refine.method)
     if stage == "eval_cam":
         return run.eval_report(stage, cfg.data.eval_split)
     raise ValueError(f"{stage} is not an evaluation stage (eval_cam, eval_sem_seg, eval_seg)")

@@ -16,9 +16,9 @@ from csdseg.data import build_source
 from csdseg.runs import RunDir
 
 # 8 val images, batch 2: 4 steps an epoch; crop 72, the smallest PSA's pairs allow
-PSA = ["irn.method=psa", "psa.network=affinitynet_tiny", "psa.crop_size=72",
+PSA = ["refine.method=psa", "psa.network=affinitynet_tiny", "psa.crop_size=72",
        "psa.batch_size=2", "psa.epochs=2", "psa.lr=0.01", "data.train_split=val",
-       "data.infer_split=val", "ir_label.workers=1"]
+       "data.infer_split=val", "ir_label.num_workers=1"]
 
 
 def psa_config(root: Path, runs: Path, *extra: str) -> Config:

@@ -196,12 +196,12 @@ def run_cfg(tmp_path) -> Config:
         labels[image_id] = np.isin(np.arange(20), keys).astype(np.float32)
         save_cam(cam_dir / f"{image_id}.npy", keys, high[:, ::4, ::4], high)
     np.save(root / "cls_labels.npy", labels)
-    cfg.ir_label.workers = 1
+    cfg.ir_label.num_workers = 1
     return cfg
 
 
 def test_make_ir_label_writes_irn_confident_labels(run_cfg):
-    run_cfg.ir_label.workers = 2
+    run_cfg.ir_label.num_workers = 2
     make_ir_label.run(run_cfg)
     rd = RunDir.from_config(run_cfg)
     source = build_source(run_cfg.data, "mini")

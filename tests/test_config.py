@@ -9,6 +9,7 @@ import yaml
 from csdseg.config import (PRESETS_DIR, Config, ConfigError, Pattern, Registry, allowed_values,
                            choice_keys, load_config, parse_override, preset_names, save_config)
 from csdseg.config.choices import _source_keys
+from csdseg.config.loading import RENAMED
 
 CONFIGS = sorted(PRESETS_DIR.glob("*.yaml"))
 CHOICE_KEYS = dict(choice_keys())
@@ -80,8 +81,8 @@ def test_every_choice_key_is_declared():
         "optim.schedule", "train.augment", "cam.normalize", "cam.format", "csd.teacher",
         "csd.kl_channels", "csd.apply_to", "csd.fg_paste", "csd.normalizer", "csd.kl_classes",
         "csd.teacher_classes", "csd.variant", "csd.masks", "csd.bg_normalizer",
-        "csd.fg_kl_terms", "csd.bg_kl_terms", "csd.reduction", "irn.backbone", "irn.method",
-        "irn.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset",
+        "csd.fg_kl_terms", "csd.bg_kl_terms", "csd.reduction", "irn.backbone", "refine.method",
+        "refine.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset",
         "psa.network", "psa.walk"]
 
 
@@ -118,9 +119,9 @@ def test_bad_choice_fails_at_load(key, tmp_path):
 
 
 def test_bad_choice_suggests_the_closest_value():
-    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'rww' "
+    with pytest.raises(ConfigError, match=r"^refine.method must be one of rw, crf, psa, got 'rww' "
                                           r"\(did you mean 'rw'\?\)$"):
-        load_config(None, ["irn.method=rww"])
+        load_config(None, ["refine.method=rww"])
     with pytest.raises(ConfigError, match=r"seg.model must be one of deeplabv2_resnet101, .*"
                                           r"\(did you mean 'deeplabv3plus'\?\)"):
         load_config(None, ["seg.model=deeplabv3"])
@@ -170,20 +171,71 @@ def test_loading_a_config_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_renamed_setting_is_read_under_its_old_name_with_a_warning(tmp_path, caplog):
-    """seg.lr_head_mult is now seg.head_lr_mult (one name as optim.head_lr_mult): the old name
-    still loads, from overrides, files and older runs' recorded configs, and the warning names
-    the new key."""
+def _other_value(key: str):
+    """A valid value of ``key`` other than its default (the renamed settings' types)."""
+    from csdseg.config import Config, allowed_values, field_types
+
+    section, leaf = key.split(".")
+    default = getattr(getattr(Config(), section), leaf)
+    choices = allowed_values(field_types(type(getattr(Config(), section)))[leaf])
+    if choices:
+        return next(v for v in choices if v != default)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, list):
+        return [v * 0.5 for v in default]
+    return default + 3
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED))
+def test_a_renamed_setting_is_read_under_its_old_name_with_a_warning(old, tmp_path, caplog):
+    """Every renamed setting (seg.lr_head_mult -> seg.head_lr_mult, the refiners' irn.* ->
+    refine.*, ...) still loads under its old name, from overrides, files and older runs'
+    recorded configs, even into another section, and the warning names the new key."""
+    import yaml
+
     from csdseg.config import fingerprint, load_config, save_config
 
+    new = RENAMED[old]
+    (old_section, old_leaf), (section, leaf) = old.split("."), new.split(".")
+    value = _other_value(new)
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
     with caplog.at_level("WARNING", logger="csdseg.config"):
-        cfg = load_config(None, ["seg.lr_head_mult=3"])
-    assert cfg.seg.head_lr_mult == 3
-    assert "'seg.lr_head_mult' is now 'seg.head_lr_mult'" in caplog.text
-    old = tmp_path / "old.yaml"
-    old.write_text("seg:\n  lr_head_mult: 4\n")
-    assert load_config(old).seg.head_lr_mult == 4
-    record = tmp_path / "train_seg.yaml"
-    save_config(load_config(None, ["seg.head_lr_mult=5"]), record)
-    record.write_text(record.read_text().replace("head_lr_mult", "lr_head_mult"))
-    assert fingerprint.recorded_settings(record)["seg"]["head_lr_mult"] == 5
+        cfg = load_config(None, [f"{old}={text}"])
+    assert getattr(getattr(cfg, section), leaf) == value
+    assert f"'{old}' is now '{new}'" in caplog.text
+    file = tmp_path / "old.yaml"
+    file.write_text(yaml.safe_dump({old_section: {old_leaf: value}}))
+    assert getattr(getattr(load_config(file), section), leaf) == value
+    # a run's record as an older csdseg wrote it: the value under the old section and name
+    record = tmp_path / "stage.yaml"
+    save_config(load_config(None, [f"{new}={text}"]), record)
+    written = yaml.safe_load(record.read_text())
+    written[old_section][old_leaf] = written[section].pop(leaf)
+    if section != old_section and not written[section]:
+        del written[section]
+    record.write_text(yaml.safe_dump(written))
+    assert fingerprint.recorded_settings(record)[section][leaf] == value
+
+
+def test_the_training_sections_share_one_loop_and_one_sgd_definition():
+    """epochs / batch_size / crop_size / hflip / max_steps and lr / momentum / weight_decay /
+    poly_power are declared once (csdseg.config.common) and inherited; each section keeps its
+    official recipe's defaults."""
+    import dataclasses
+
+    from csdseg.config import (IrnConfig, OptimConfig, PsaConfig, SegConfig, SgdPoly,
+                               TrainConfig, TrainLoop)
+
+    for cls in (TrainConfig, IrnConfig, SegConfig, PsaConfig):
+        assert issubclass(cls, TrainLoop), cls
+    for cls in (OptimConfig, IrnConfig, SegConfig, PsaConfig):
+        assert issubclass(cls, SgdPoly), cls
+    defaults = {cls.__name__: {f.name: (f.default if f.default is not dataclasses.MISSING
+                                        else f.default_factory())
+                               for f in dataclasses.fields(cls)}
+                for cls in (TrainConfig, IrnConfig, SegConfig, PsaConfig)}
+    assert defaults["IrnConfig"]["epochs"] == 3 and defaults["IrnConfig"]["batch_size"] == 32
+    assert (defaults["SegConfig"]["lr"], defaults["SegConfig"]["momentum"]) == (2.5e-4, 0.9)
+    assert (defaults["PsaConfig"]["momentum"], defaults["PsaConfig"]["crop_size"]) == (5e-4, 448)
+    assert defaults["TrainConfig"]["crop_size"] == 512 and defaults["TrainConfig"]["epochs"] == 5

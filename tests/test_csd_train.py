@@ -17,7 +17,7 @@ COMMON = ["model.name=resnet10t_cam", "model.pretrained=none", "model.detach_aft
           "model.frozen_bn=false", "device=cpu", "data.num_workers=0", "train.crop_size=96",
           "train.resize_long=[88,112]", "train.batch_size=4", "train.log_every=1",
           "optim.momentum=0.9", "data.train_split=train", "data.infer_split=train",
-          "cam.scales=[1.0]", "cam.flip=false", "ir_label.workers=1", "seed=1"]
+          "cam.scales=[1.0]", "cam.flip=false", "ir_label.num_workers=1", "seed=1"]
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def test_backbone_dilated_at_output_stride_8():
 
 @pytest.mark.parametrize("name", ["deeplabv2_tiny", "deeplabv3plus_tiny"])
 def test_param_groups_give_the_head_ten_times_the_lr(name):
-    model = build_seg_model(name, 3, **({"freeze_bn": False} if "v2" in name else {}))
+    model = build_seg_model(name, 3, **({"frozen_bn": False} if "v2" in name else {}))
     groups = model.param_groups(0.1, 5e-4, 10.0)
     opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
     set_lr(opt, 0.01)
@@ -79,7 +79,7 @@ def test_param_groups_give_the_head_ten_times_the_lr(name):
 
 
 def test_frozen_batchnorm_stays_in_eval_mode():
-    model = build_seg_model("deeplabv2_tiny", 3, freeze_bn=True).train()
+    model = build_seg_model("deeplabv2_tiny", 3, frozen_bn=True).train()
     bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(not m.training for m in bns)
     assert all(not p.requires_grad for m in bns for p in m.parameters())
@@ -146,7 +146,7 @@ def test_tiny_image_is_padded_and_cropped_back():
 
 def test_checkpoint_round_trip_needs_only_the_meta(tmp_path):
     torch.manual_seed(0)
-    model = build_seg_model("deeplabv2_tiny", 2, output_stride=16, freeze_bn=False).eval()
+    model = build_seg_model("deeplabv2_tiny", 2, output_stride=16, frozen_bn=False).eval()
     meta = {"model": "deeplabv2_tiny", "num_classes": 2, "class_names": ["cat", "dog"],
             "model_config": model.config()}
     save_final(tmp_path / "seg.pt", model, meta)
@@ -158,3 +158,19 @@ def test_checkpoint_round_trip_needs_only_the_meta(tmp_path):
     save_final(tmp_path / "cam.pt", model, {"model": "resnet50_cam", "num_classes": 2})
     with pytest.raises(StageError, match="not a segmentation checkpoint"):
         load_seg_model(tmp_path / "cam.pt", CPU)
+
+
+def test_a_checkpoint_from_before_the_frozen_bn_rename_still_loads(tmp_path):
+    """DeepLab-v2's option was ``freeze_bn`` before it took seg.frozen_bn's name; checkpoints
+    written then record it under the old name and must rebuild the same network."""
+    torch.manual_seed(0)
+    model = build_seg_model("deeplabv2_tiny", 2, frozen_bn=False).eval()
+    options = model.config()
+    options["freeze_bn"] = options.pop("frozen_bn")
+    save_final(tmp_path / "seg.pt", model, {"model": "deeplabv2_tiny", "num_classes": 2,
+                                            "class_names": ["a", "b"], "model_config": options})
+    loaded, _ = load_seg_model(tmp_path / "seg.pt", CPU)
+    assert loaded.frozen_bn is False
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

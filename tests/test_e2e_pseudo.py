@@ -13,7 +13,7 @@ def test_random_walk_pseudo_masks_beat_their_cams(tmp_path, capsys, one_thread):
     root = generate(tmp_path / "data", n_train=400, n_val=10, size=128, seed=2, workers=1)
     cfg = tiny_config(root, tmp_path / "runs", "name=e2e", "train.epochs=8",
                       "train.batch_size=16", "train.crop_size=128", "train.resize_long=[96,160]",
-                      "data.infer_split=train", "data.eval_split=train", "ir_label.workers=1")
+                      "data.infer_split=train", "data.eval_split=train", "ir_label.num_workers=1")
     train_cam.run(cfg)
     make_cam.run(cfg)
     cams = eval_cam.evaluate(cfg, progress=False)
@@ -23,6 +23,6 @@ def test_random_walk_pseudo_masks_beat_their_cams(tmp_path, capsys, one_thread):
     pseudo = eval_sem_seg.evaluate(cfg, progress=False)
     with capsys.disabled():
         print(f"\nCAM mIoU {cams['miou']:.3f} -> random-walk pseudo-masks {pseudo['miou']:.3f} "
-              f"(exp_times {cfg.irn.exp_times}); trivial {cams['trivial']}")
+              f"(exp_times {cfg.refine.exp_times}); trivial {cams['trivial']}")
     assert pseudo["n_images"] == 400
     assert pseudo["miou"] > cams["miou"] + 0.01

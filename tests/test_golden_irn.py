@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from csdseg.config import IrnConfig
+from csdseg.config import Config, IrnConfig
 from csdseg.data.transforms import normalize, rescale
 from csdseg.models.cam_resnet import resnet50_cam
 from csdseg.models.irn import IRNet
@@ -100,7 +100,7 @@ def test_make_sem_seg_pseudo_mask(ref, irn, tmp_path) -> None:
     np.save(tmp_path / "img.npy", {"keys": torch.from_numpy(ref[f"keys_{i}"]),
                                    "cam": torch.from_numpy(ref[f"cam_{i}"]),
                                    "high_res": ref[f"high_res_{i}"]})
-    labels = walk_one(irn, _Source({"img": ref[f"images_{i}"]}), tmp_path, "img", IrnConfig(),
+    labels = walk_one(irn, _Source({"img": ref[f"images_{i}"]}), tmp_path, "img", Config(),
                       CPU)
     want = ref[f"sem_seg_{i}"]
     assert (labels == want).all(), f"{(labels != want).sum()} of {want.size} pixels differ"

@@ -156,7 +156,7 @@ def _tiny_run(tmp_path) -> tuple[list[str], dict]:
     args = [f"data.root={root}", f"run_root={tmp_path / 'runs'}", "name=t", "device=cpu",
             "data.train_split=train", "data.infer_split=train", "data.eval_split=train",
             "data.num_workers=0", "irn.backbone=resnet10t", "irn.pretrained=none",
-            "irn.crop_size=48", "irn.path_radius=4", "irn.batch_size=2", "irn.max_steps=2", "ir_label.workers=1"]
+            "irn.crop_size=48", "irn.path_radius=4", "irn.batch_size=2", "irn.max_steps=2", "ir_label.num_workers=1"]
     return args, masks
 
 
@@ -184,7 +184,7 @@ def test_train_irn_make_and_eval_sem_seg(tmp_path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["n_images"] == 4 and 0 <= report["miou"] <= 1
     shutil.rmtree(run / "sem_seg")
-    assert main(["make-sem-seg", *args, "irn.method=crf"]) == 0
+    assert main(["make-sem-seg", *args, "refine.method=crf"]) == 0
     capsys.readouterr()
     assert main(["eval-sem-seg", *args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] > 0.8  # perfect CAMs stay near-perfect

@@ -86,7 +86,7 @@ def test_seg_model_contract(name):
     assert entry.crop_size > 0
     assert set(entry.options) <= {f.name for f in dataclasses.fields(SegConfig)}
     torch.manual_seed(0)
-    options = {"output_stride": 16, **({"freeze_bn": False} if "freeze_bn" in entry.options
+    options = {"output_stride": 16, **({"frozen_bn": False} if "frozen_bn" in entry.options
                                        else {})}
     model = build_seg_model(name, K, "none", **options).train()
     x = torch.randn(2, 3, H, W)

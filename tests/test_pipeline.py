@@ -24,10 +24,10 @@ def tiny(root: Path, run_root: Path, name: str = "pl") -> list[str]:
         f"data.root={root}", f"run_root={run_root}", f"name={name}", "device=cpu",
         "data.num_workers=0", "data.infer_split=train", "data.eval_split=train",
         "train.crop_size=64", "train.resize_long=[48,80]", "train.batch_size=8", "train.epochs=1",
-        "cam.scales=[1.0]", "ir_label.workers=1",
+        "cam.scales=[1.0]", "ir_label.num_workers=1",
         "irn.backbone=resnet10t", "irn.pretrained=none", "irn.crop_size=48", "irn.path_radius=4",
-        "irn.batch_size=8", "irn.epochs=1", "irn.exp_times=4",
-        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
+        "irn.batch_size=8", "irn.epochs=1", "refine.exp_times=4",
+        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.frozen_bn=false",
         "seg.crop_size=48", "seg.batch_size=8", "seg.epochs=1", "seg.num_workers=0",
         "seg.scales=[1.0]", "seg.flip=false",
     ]
@@ -87,14 +87,14 @@ def test_skip_rules(synth_root, tmp_path):
     for i in ids:
         os.utime(rd.cam_dir / f"{i}.npy", (1e9 - 10, 1e9 - 10))
     assert done_reason("eval-cam", cfg) == "report newer than its inputs"
-    crf = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["irn.method=crf"])
-    assert done_reason("train-irn", crf) == "not needed (irn.method=crf)"
+    crf = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["refine.method=crf"])
+    assert done_reason("train-irn", crf) == "not needed (refine.method=crf)"
     [record] = execute([pipeline.Step("train-irn", crf)], echo=False)
-    assert (record["status"], record["why"]) == ("not needed", "irn.method=crf")
+    assert (record["status"], record["why"]) == ("not needed", "refine.method=crf")
     # each refiner's training stage runs only for it (csdseg.refiners.needs_training)
-    psa = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["irn.method=psa"])
-    assert done_reason("train-irn", psa) == "not needed (irn.method=psa)"
-    assert done_reason("train-aff", cfg) == "not needed (irn.method=rw)"
+    psa = pipeline.load_config(PRESET, tiny(synth_root, tmp_path) + ["refine.method=psa"])
+    assert done_reason("train-irn", psa) == "not needed (refine.method=psa)"
+    assert done_reason("train-aff", cfg) == "not needed (refine.method=rw)"
     assert done_reason("train-aff", psa) is None
     rd.checkpoint("aff").write_bytes(b"x")
     assert done_reason("train-aff", psa) == "checkpoints/aff.pt present"
@@ -146,7 +146,7 @@ def test_pipeline_end_to_end_then_everything_skipped(synth_root, tmp_path, capsy
     capsys.readouterr()
     assert cli_main(["pipeline", "-c", PRESET, "--baseline-and-csd", "--gallery", "2", *over]) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[pipeline] pl")]
-    # 10 steps a run (train-aff "not needed": irn.method=rw) and make-csd-masks
+    # 10 steps a run (train-aff "not needed": refine.method=rw) and make-csd-masks
     assert len(lines) == 3 * 10 + 1, lines
     assert all(" skipped (" in l or "train-aff" in l and " not needed (" in l for l in lines)
     # a deleted report is remade, and --from/--to limit the work to that stage

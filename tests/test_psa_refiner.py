@@ -1,6 +1,6 @@
-"""The psa refiner (irn.method=psa): make-sem-seg walks the CAMs over a trained AffinityNet's
+"""The psa refiner (refine.method=psa): make-sem-seg walks the CAMs over a trained AffinityNet's
 affinities into valid pseudo-masks, with either background (PSA's, MCTformer's); and a tiny
-pipeline with irn.method=psa goes CAM -> train-aff -> make-sem-seg, train-irn not needed."""
+pipeline with refine.method=psa goes CAM -> train-aff -> make-sem-seg, train-irn not needed."""
 from __future__ import annotations
 
 import shutil
@@ -63,7 +63,7 @@ def test_pipeline_with_psa_through_make_sem_seg(synth_root, tmp_path):
     steps = pipeline.plan(pipeline.load_config(preset, over), None)
     records = pipeline.execute(steps, stop="make-sem-seg", echo=False)
     status = {r["stage"]: (r["status"], r["why"]) for r in records}
-    assert status["train-irn"] == ("not needed", "irn.method=psa")
+    assert status["train-irn"] == ("not needed", "refine.method=psa")
     assert [s for s, (st, _) in status.items() if st == "ran"] == [
         "train-cam", "make-cam", "eval-cam", "make-ir-label", "train-aff", "make-sem-seg"]
     rd = RunDir(tmp_path / "p")

@@ -7,28 +7,29 @@ import numpy as np
 import pytest
 
 from csdseg.cam_file import CamRecord
-from csdseg.config import ConfigError, IrnConfig, PsaConfig, load_config
+from csdseg.config import ConfigError, IrnConfig, PsaConfig, RefineConfig, load_config
 from csdseg.config.choices import allowed_values, choice_keys
 from csdseg.refiners import REFINERS, Refiner, get_refiner, needs_training, training_stages
 
 
 def test_config_choices_are_the_registry():
     """Every refiner the config accepts exists, and every refiner is accepted."""
-    tp = dict(choice_keys())["irn.method"]
+    tp = dict(choice_keys())["refine.method"]
     assert tuple(allowed_values(tp)) == tuple(REFINERS) == ("rw", "crf", "psa")
-    assert IrnConfig().method in REFINERS
+    assert RefineConfig().method in REFINERS
 
 
 def test_unknown_refiner_fails_at_load_with_the_allowed_list():
-    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'xyz'$"):
-        load_config(None, ["irn.method=xyz"])
-    with pytest.raises(ConfigError, match=r"^irn.method must be one of rw, crf, psa, got 'xyz'$"):
+    with pytest.raises(ConfigError, match=r"^refine.method must be one of rw, crf, psa, got 'xyz'$"):
+        load_config(None, ["refine.method=xyz"])
+    with pytest.raises(ConfigError, match=r"^refine.method must be one of rw, crf, psa, got 'xyz'$"):
         get_refiner("xyz")  # a Config built in code meets the same message in make-sem-seg
 
 
 def test_entries_describe_themselves():
     fields = {section: {f.name for f in dataclasses.fields(cls)}
-              for section, cls in (("irn", IrnConfig), ("psa", PsaConfig))}
+              for section, cls in (("irn", IrnConfig), ("psa", PsaConfig),
+                                           ("refine", RefineConfig))}
     for name, refiner in REFINERS.items():
         assert isinstance(refiner, Refiner) and refiner.name == name
         assert refiner.description and "\n" not in refiner.description

@@ -98,7 +98,7 @@ def shapes(tmp_path_factory) -> Path:
 def _cfg(root: Path, run_root: Path, *extra: str):
     return load_config(None, [
         f"data.root={root}", "data.train_split=train", f"run_root={run_root}", "name=tiny",
-        "device=cpu", "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
+        "device=cpu", "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.frozen_bn=false",
         "seg.crop_size=48", "seg.batch_size=8", "seg.num_workers=0", "seg.scales=[1.0]",
         "seg.flip=false", *extra])
 

@@ -16,7 +16,7 @@ from csdseg.stages import pipeline
 from csdseg.stages.registry import BY_NAME, PIPELINE, STAGES, fingerprint_keys
 
 PRESET = "synthetic_irn"
-# a baseline's own stages (the preset's irn.method=rw does not need train-aff: tested apart)
+# a baseline's own stages (the preset's refine.method=rw does not need train-aff: tested apart)
 EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-aff")]
 PSA_EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-irn")]
 
@@ -65,7 +65,7 @@ def test_cli_and_pipeline_read_one_list():
     ("eval.bg_threshold=0.2", {"eval-cam"}),
     ("seg.lr=0.5", {"train-seg", "eval-seg"}),
     ("seg.crf=true", {"eval-seg"}),
-    ("irn.sem_seg_bg_threshold=0.3", {"make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"}),
+    ("refine.bg_threshold=0.3", {"make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"}),
     ("ir_label.fg_threshold=0.4", {"make-ir-label", "train-irn", "make-sem-seg", "eval-sem-seg",
                                    "train-seg", "eval-seg"}),
     ("cam.scales=[1.0]", set(EVERY) - {"train-cam"}),
@@ -91,9 +91,9 @@ AFTER_PSEUDO = {"make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"}
     ("cam.scales=[1.0]", set(PSA_EVERY) - {"train-cam"}),
 ])
 def test_psa_settings_rerun_train_aff_or_the_walk(synth_root, tmp_path, override, expected):
-    fake_outputs(tiny(synth_root, tmp_path, "irn.method=psa"))
-    assert to_rerun(tiny(synth_root, tmp_path, "irn.method=psa"), PSA_EVERY) == set()
-    assert to_rerun(tiny(synth_root, tmp_path, "irn.method=psa", override), PSA_EVERY) == expected
+    fake_outputs(tiny(synth_root, tmp_path, "refine.method=psa"))
+    assert to_rerun(tiny(synth_root, tmp_path, "refine.method=psa"), PSA_EVERY) == set()
+    assert to_rerun(tiny(synth_root, tmp_path, "refine.method=psa", override), PSA_EVERY) == expected
     assert "psa_scores" in {p.name for p in BY_NAME["train-aff"].made(RunDir(tmp_path / "b"))}
 
 

@@ -8,6 +8,7 @@ closest valid one (or the allowed values), so a typo never silently falls back t
 and never fails hours into a pipeline.
 
 - :mod:`csdseg.config.sections`: the dataclasses, each choice declared in its annotation;
+- :mod:`csdseg.config.common`: what the sections share (the training loop, SGD + poly);
 - :mod:`csdseg.config.choices`: the check of those choices;
 - :mod:`csdseg.config.loading`: building, validating and saving a config; the presets;
 - ``csdseg/config/presets/*.yaml``: the presets, shipped as package data.
@@ -17,14 +18,15 @@ from csdseg.config.loading import (PRESETS_DIR, find_config, load_config, parse_
                                    preset_names, save_config, to_dict, validate)
 from csdseg.config.sections import (CamConfig, Config, ConfigError, CsdConfig, DataConfig,
                                     EvalConfig, IrLabelConfig, IrnConfig, ModelConfig,
-                                    OptimConfig, Pattern, PsaConfig, Registry, SegConfig,
-                                    TrainConfig)
+                                    OptimConfig, Pattern, PsaConfig, RefineConfig, Registry,
+                                    SegConfig, TrainConfig)
+from csdseg.config.common import SgdPoly, TrainLoop
 
 __all__ = [
     "CamConfig", "Config", "ConfigError", "CsdConfig", "DataConfig", "EvalConfig",
     "IrLabelConfig", "IrnConfig", "ModelConfig", "OptimConfig", "Pattern", "PRESETS_DIR",
-    "PsaConfig",
-    "Registry", "SegConfig", "TrainConfig", "allowed_values", "check_choices", "choice_keys",
+    "PsaConfig", "RefineConfig",
+    "Registry", "SegConfig", "SgdPoly", "TrainConfig", "TrainLoop", "allowed_values", "check_choices", "choice_keys",
     "field_types", "find_config", "load_config", "parse_override", "preset_names",
     "save_config", "to_dict", "validate",
 ]

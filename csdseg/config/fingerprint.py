@@ -20,15 +20,17 @@ from typing import Any
 
 import yaml
 
-from csdseg.config.loading import RENAMED, to_dict
+from csdseg.config.loading import renamed, to_dict
 from csdseg.config.sections import Config
 
 # Settings that change how a stage runs, never what it writes: never part of a fingerprint.
 # The split names are left out too: per-image stages write one file per id (the completeness
 # check is per split), and one report per split (csdseg.runs.eval_report_path).
 HOW_NOT_WHAT = {"name", "run_root", "device", "data.num_workers", "data.infer_split",
-                "data.eval_split", "data.skip_bad_images", "ir_label.workers", "irn.walk_threads",
-                "train.log_every", "train.save_every", "seg.log_every", "seg.save_every",
+                "data.eval_split", "data.skip_bad_images", "ir_label.num_workers",
+                "refine.walk_threads", "train.log_every", "train.save_every", "irn.log_every",
+                "irn.save_every", "psa.log_every", "psa.save_every", "seg.log_every",
+                "seg.save_every",
                 "seg.num_workers", "seg.val_every", "seg.eval_split"}
 
 
@@ -45,17 +47,8 @@ def recorded_settings(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(recorded, dict):
         return None
-    return _merge(to_dict(Config()), _renamed(recorded))
-
-
-def _renamed(values: dict) -> dict:
-    """A record written before a setting was renamed, under today's names."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
-    for old, new in RENAMED.items():
-        section, leaf = old.split(".", 1)
-        if isinstance(out.get(section), dict) and leaf in out[section]:
-            out[section].setdefault(new.split(".", 1)[1], out[section].pop(leaf))
-    return out
+    # a record written before a setting was renamed, read under today's names
+    return _merge(to_dict(Config()), renamed(recorded, warn=False))
 
 
 def _merge(defaults: dict, recorded: dict) -> dict:

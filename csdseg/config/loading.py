@@ -21,7 +21,23 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 # Settings renamed so that one setting has one name everywhere: old dotted key -> new one (same
 # section). The old name is accepted, in files and overrides, for one release, with a warning
 # that names the new key; recorded configs of older runs are read the same way.
-RENAMED: dict[str, str] = {"seg.lr_head_mult": "seg.head_lr_mult"}
+# Old key -> today's, accepted with a warning for one release (and read from older runs'
+# recorded configs, csdseg/config/fingerprint.py). A key may move to another section.
+RENAMED: dict[str, str] = {
+    "seg.lr_head_mult": "seg.head_lr_mult",
+    "seg.freeze_bn": "seg.frozen_bn",  # the name model.frozen_bn has
+    "ir_label.workers": "ir_label.num_workers",  # as data.num_workers, seg.num_workers
+    "irn.rescale": "irn.scale_range",  # as seg.scale_range (train.resize_long is pixels)
+    # the refiners' settings left IrnConfig for their own section
+    "irn.method": "refine.method",
+    "irn.sem_seg_bg_threshold": "refine.bg_threshold",
+    "irn.beta": "refine.beta",
+    "irn.exp_times": "refine.exp_times",
+    "irn.walk_radius": "refine.walk_radius",
+    "irn.walk_threads": "refine.walk_threads",
+    "irn.crf_preset": "refine.crf_preset",
+    "irn.crf_bg_threshold": "refine.crf_bg_threshold",
+}
 log = logging.getLogger("csdseg.config")
 
 
@@ -83,14 +99,31 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a programming error
 
 
+def renamed(values: dict[str, Any], warn: bool = True) -> dict[str, Any]:
+    """Nested config values with every old key of :data:`RENAMED` under today's name (a value
+    given under both names keeps today's); a warning names each old key when ``warn``."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    for old, new in RENAMED.items():
+        section, leaf = old.split(".", 1)
+        if not (isinstance(out.get(section), dict) and leaf in out[section]):
+            continue
+        if warn:
+            log.warning("config key '%s' is now '%s'; the old name goes in the next release",
+                        old, new)
+        new_section, new_leaf = new.split(".", 1)
+        value = out[section].pop(leaf)
+        target = out.setdefault(new_section, {})
+        if isinstance(target, dict):
+            target.setdefault(new_leaf, value)
+    return out
+
+
 def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    if not prefix:
+        updates = renamed(updates)
     types_ = field_types(type(obj))
     for key, value in updates.items():
         full = f"{prefix}{key}"
-        if full in RENAMED:
-            log.warning("config key '%s' is now '%s'; the old name goes in the next release",
-                        full, RENAMED[full])
-            full, key = RENAMED[full], RENAMED[full].rsplit(".", 1)[-1]
         if key not in types_:
             valid = [f"{prefix}{k}" for k in types_]
             raise ConfigError(f"unknown config key '{full}'{_closest(full, valid)}")

@@ -12,22 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Literal
 
+from csdseg.config.common import Pattern, Registry, SgdPoly, TrainLoop
 
-class Registry(NamedTuple):
-    """The allowed values are the keys of the dict (or the items of the tuple) ``module.name``."""
-
-    module: str
-    name: str
-
-
-class Pattern(NamedTuple):
-    """The allowed values match ``regex`` (case-insensitive); ``text`` lists them for humans."""
-
-    regex: str
-    text: str
-
+__all__ = ["Pattern", "Registry"]  # re-exported: declared in csdseg.config.common
 
 # csd.normalizer / csd.bg_normalizer (csdseg/csd/consistency.py NORMALIZERS)
 Normalizer = Literal["max", "detached_floor", "global", "class_minmax", "none"]
@@ -70,34 +59,25 @@ class ModelConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(SgdPoly):
+    """train-cam's optimiser: IRN's SGD + poly (csdseg.config.common) or MCTformer's AdamW."""
+
     name: Literal["sgd", "adamw"] = "sgd"  # sgd (IRN) | adamw (MCTformer)
     # poly (IRN) | cosine (MCTformer: linear warm-up, cosine decay)
     schedule: Literal["poly", "cosine"] = "poly"
     warmup_epochs: int = 0  # cosine only: linear warm-up from 1e-6
     min_lr: float = 1e-5  # cosine only: the floor (DeiT/MCTformer)
-    lr: float = 0.1
     head_lr_mult: float = 10.0
-    weight_decay: float = 1e-4
-    # IRN passes weight decay positionally into the momentum slot of torch.optim.SGD, so the
-    # official recipe trains with momentum 1e-4. Kept for fidelity; 0.9 is the usual choice.
-    momentum: float = 1e-4
-    poly_power: float = 0.9
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 16
-    crop_size: int = 512
-    resize_long: list[int] = field(default_factory=lambda: [320, 640])
-    hflip: bool = True
+class TrainConfig(TrainLoop):
+    """train-cam's loop (its fields in csdseg.config.common) and augmentation."""
+
+    resize_long: list[int] = field(default_factory=lambda: [320, 640])  # pixels, long side
     # irn (resize-long + crop) | mct (DeiT random-resized crop)
     augment: Literal["irn", "mct"] = "irn"
     amp: bool = True  # mixed precision, used only on CUDA
-    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
-    log_every: int = 20
-    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
     init_from: str = ""  # a checkpoint to start from (warm start), "" = pretrained backbone
 
 
@@ -174,37 +154,22 @@ class IrLabelConfig:
     fg_threshold: float = 0.30  # background score for the confident-foreground CRF
     bg_threshold: float = 0.05  # background score for the confident-background CRF
     crf_iters: int = 10
-    workers: int = 0  # 0 = one per CPU core
+    num_workers: int = 0  # CRF processes; 0 = one per CPU core
 
 
 @dataclass
-class IrnConfig:
-    """The inter-pixel relation network (IRN's train_irn) and its random walk."""
+class IrnConfig(TrainLoop, SgdPoly):
+    """The inter-pixel relation network (IRN's train_irn): its loop and SGD + poly
+    (csdseg.config.common), with IRN's epochs and batch."""
 
+    epochs: int = 3
+    batch_size: int = 32
     # resnet18 / resnet10t for CPU demos
     backbone: Annotated[str, Registry("csdseg.models.irn", "BACKBONES")] = "resnet50.tv_in1k"
     pretrained: str = "hub"  # hub | none | path to local ImageNet weights for the backbone
-    epochs: int = 3
-    batch_size: int = 32
-    crop_size: int = 512
-    rescale: list[float] = field(default_factory=lambda: [0.5, 1.5])
-    hflip: bool = True
-    lr: float = 0.1
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])  # random rescale
     dp_lr_mult: float = 10.0  # IRN: the displacement branch learns at 10x the boundary branch
-    weight_decay: float = 1e-4
-    momentum: float = 1e-4  # IRN's PolyOptimizer passes weight decay into SGD's momentum slot
-    poly_power: float = 0.9
-    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
     path_radius: int = 10
-    beta: float = 10.0
-    exp_times: int = 8
-    walk_radius: int = 5
-    sem_seg_bg_threshold: float = 0.25
-    # make-sem-seg's pseudo-mask refiner: a key of REFINERS in csdseg/refiners/__init__.py
-    method: Annotated[str, Registry("csdseg.refiners", "REFINERS")] = "rw"
-    crf_preset: CrfPreset = "deeplab_v2"  # method=crf
-    crf_bg_threshold: float = 0.15  # method=crf: constant background score before the CRF
-    walk_threads: int = 1  # CPU threads per random walk (0 = torch's default)
     # Deviation for from-scratch runs (synthetic presets): start IRN's frozen backbone from this
     # run's CAM classifier (same architecture) instead of ImageNet weights.
     backbone_from_cam: bool = False
@@ -213,32 +178,44 @@ class IrnConfig:
 
 
 @dataclass
-class SegConfig:
-    """The segmentation network trained on pseudo-masks (DeepLab)."""
+class RefineConfig:
+    """make-sem-seg: CAMs -> pseudo-masks by one refiner (csdseg/refiners), and its settings."""
 
+    # a key of REFINERS in csdseg/refiners/__init__.py: rw (IRN's walk) | crf | psa (PSA's walk,
+    # whose own settings are psa.*)
+    method: Annotated[str, Registry("csdseg.refiners", "REFINERS")] = "rw"
+    bg_threshold: float = 0.25  # rw: background score against the walked maps (IRN's 0.25)
+    beta: float = 10.0  # rw: affinity = (1 - boundary)^beta
+    exp_times: int = 8  # rw: 2^exp_times steps
+    walk_radius: int = 5  # rw: the affinity's neighbourhood, in stride-4 cells
+    walk_threads: int = 1  # rw, psa: CPU threads per random walk (0 = torch's default)
+    crf_preset: CrfPreset = "deeplab_v2"  # crf: the dense CRF's settings
+    crf_bg_threshold: float = 0.15  # crf: constant background score before the CRF
+
+
+@dataclass
+class SegConfig(TrainLoop, SgdPoly):
+    """The segmentation network trained on pseudo-masks (DeepLab); its loop and SGD + poly
+    (csdseg.config.common) with DeepLab's values."""
+
+    epochs: int = 20
+    batch_size: int = 10
+    crop_size: int = 0  # 0 = the model's default (321 DeepLab-v2, 512 DeepLab-v3+)
+    lr: float = 2.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
     model: Annotated[str, Registry("csdseg.models.deeplab", "SEG_MODELS")] = "deeplabv2_resnet101"
     backbone: str = ""  # timm backbone, "" = the model's (ResNet-101 resnet101.tv_in1k)
     pretrained: str = "hub"  # hub | none | path to a local timm state dict
     output_stride: Literal[0, 8, 16] = 0  # 0 = the model's default (8 DeepLab-v2, 16 DeepLab-v3+)
-    freeze_bn: bool = True  # DeepLab-v2 only: batch-norm statistics frozen, as in the release
+    frozen_bn: bool = True  # DeepLab-v2 only: batch-norm statistics frozen, as in the release
     pseudo_dir: str = ""  # "" = this run's pseudo-masks
-    epochs: int = 20
-    batch_size: int = 10
-    crop_size: int = 0  # 0 = the model's default (321 DeepLab-v2, 512 DeepLab-v3+)
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
-    hflip: bool = True
-    lr: float = 2.5e-4
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])  # random rescale
     head_lr_mult: float = 10.0  # the head at 10x the backbone (as optim.head_lr_mult)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
     # input: logits upsampled to the crop | logits: labels downsampled
     loss_at: Literal["input", "logits"] = "input"
     amp: bool = True  # mixed precision, used only on CUDA
     num_workers: int = 2
-    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
-    log_every: int = 20
-    save_every: int = 200  # steps between resumable checkpoints (and at every epoch end)
     val_every: int = 1  # validate on eval_split every N epochs (0 = never)
     eval_split: str = "val"  # split eval-seg scores and train-seg validates on
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5])
@@ -248,10 +225,17 @@ class SegConfig:
 
 
 @dataclass
-class PsaConfig:
-    """PSA's AffinityNet (train-aff) and its random walk (irn.method=psa); the defaults are
-    jiwoon-ahn/psa's, voc_mct.yaml sets MCTformer's (docs/method.md)."""
+class PsaConfig(TrainLoop, SgdPoly):
+    """PSA's AffinityNet (train-aff; its loop and SGD + poly in csdseg.config.common) and its
+    random walk (refine.method=psa); the defaults are jiwoon-ahn/psa's, voc_mct.yaml sets
+    MCTformer's (docs/method.md)."""
 
+    epochs: int = 8  # MCTformer 5
+    batch_size: int = 8
+    crop_size: int = 448  # random crop, zero-padded; a multiple of 8, at least 72
+    lr: float = 0.1  # MCTformer 0.01
+    weight_decay: float = 5e-4
+    momentum: float = 5e-4  # PSA's PolyOptimizer: weight decay in SGD's momentum slot
     # resnet38d_aff (PSA's) | affinitynet_tiny (CPU-sized, csdseg/models/affinitynet.py)
     network: Annotated[str, Registry("csdseg.models.affinitynet", "AFF_NETWORKS")] = \
         "resnet38d_aff"
@@ -259,17 +243,8 @@ class PsaConfig:
     weights: str = "none"
     low_alpha: float = 4.0  # confident fg: (1 - max CAM)^alpha background before the CRF (MCT 1)
     high_alpha: float = 32.0  # confident bg (MCTformer 12)
-    epochs: int = 8  # MCTformer 5
-    batch_size: int = 8
-    crop_size: int = 448  # random crop, zero-padded; a multiple of 8, at least 72
-    lr: float = 0.1  # MCTformer 0.01
     head_lr_mult: float = 10.0  # the new convs f8_*, f9
-    weight_decay: float = 5e-4
-    momentum: float = 5e-4  # PSA's PolyOptimizer passes weight decay into SGD's momentum slot
-    poly_power: float = 0.9
-    hflip: bool = True
     colour_jitter: list[float] = field(default_factory=lambda: [0.3, 0.3, 0.3, 0.1])  # b, c, s, h
-    max_steps: int = 0  # 0 = no limit; a cap for smoke tests
     walk: Literal["psa", "mct"] = "psa"  # background: psa (1 - max)^alpha | mct a constant
     alpha: float = 16.0  # walk=psa
     bg_threshold: float = 0.39  # walk=mct
@@ -292,6 +267,7 @@ class Config:
     csd: CsdConfig = field(default_factory=CsdConfig)
     ir_label: IrLabelConfig = field(default_factory=IrLabelConfig)
     irn: IrnConfig = field(default_factory=IrnConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     seg: SegConfig = field(default_factory=SegConfig)
     psa: PsaConfig = field(default_factory=PsaConfig)
 

@@ -107,8 +107,10 @@ def load_seg_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, d
     if missing or meta.get("model") not in SEG_MODELS:
         raise StageError(f"checkpoint {path} is not a segmentation checkpoint written by "
                          f"`csdseg train-seg` (meta lacks {missing or ['a known model name']})")
-    model = build_seg_model(meta["model"], meta["num_classes"], pretrained="none",
-                            **meta["model_config"])
+    options = dict(meta["model_config"])
+    if "freeze_bn" in options:  # written before DeepLab-v2's option took seg.frozen_bn's name
+        options["frozen_bn"] = options.pop("freeze_bn")
+    model = build_seg_model(meta["model"], meta["num_classes"], pretrained="none", **options)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

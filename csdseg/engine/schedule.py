@@ -2,8 +2,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
+
+
+class SgdPolySettings(Protocol):
+    """What :func:`sgd_poly` reads: csdseg.config.common.SgdPoly, or anything with its fields."""
+
+    lr: float
+    momentum: float
+    poly_power: float
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> float:
@@ -11,6 +21,17 @@ def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> 
     if total_steps <= 0:
         return base_lr
     return base_lr * (1.0 - min(step, total_steps) / total_steps) ** power
+
+
+def sgd(groups: list[dict[str, Any]], s: SgdPolySettings) -> torch.optim.SGD:
+    """SGD over a model's ``param_groups`` (each group carries its own rate ratio and weight
+    decay): the optimiser train-cam (optim.name=sgd), train-irn, train-aff and train-seg share."""
+    return torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum)
+
+
+def poly_schedule(s: SgdPolySettings) -> Callable[[int, int], float]:
+    """``lr_at(step, total)`` of the poly decay from ``s.lr`` with ``s.poly_power``."""
+    return lambda step, total: poly_lr(s.lr, step, total, s.poly_power)
 
 
 def warmup_cosine_lr(base_lr: float, step: int, total_steps: int, warmup_steps: int,

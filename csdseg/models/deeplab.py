@@ -25,7 +25,7 @@ import torch.nn as nn
 from csdseg.models.registry import ModelEntry, build_from
 
 _V2, _V3 = "csdseg.models.deeplab_v2", "csdseg.models.deeplab_v3plus"
-V2_OPTIONS = ("backbone", "output_stride", "freeze_bn")
+V2_OPTIONS = ("backbone", "output_stride", "frozen_bn")
 V3_OPTIONS = ("backbone", "output_stride")
 
 # a dict literal with constant keys: the config check reads the names from this source.

@@ -41,21 +41,21 @@ class DeepLabV2(nn.Module):
 
     def __init__(self, num_classes: int, backbone: str = "resnet101.tv_in1k",
                  pretrained: str = "none", output_stride: int = 8,
-                 rates: tuple[int, ...] = (6, 12, 18, 24), freeze_bn: bool = True) -> None:
+                 rates: tuple[int, ...] = (6, 12, 18, 24), frozen_bn: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes (foreground classes) must be >= 1, got {num_classes}")
         self._config = dict(backbone=backbone, output_stride=output_stride,
-                            rates=[int(r) for r in rates], freeze_bn=freeze_bn)
+                            rates=[int(r) for r in rates], frozen_bn=frozen_bn)
         self.num_classes = num_classes
         self.output_stride = output_stride
         self.logit_stride = output_stride
         self.min_input_size = 32
-        self.freeze_bn = freeze_bn
+        self.frozen_bn = frozen_bn
         self.backbone = make_backbone(backbone, pretrained, output_stride, out_indices=(4,))
         in_channels = self.backbone.feature_info.channels()[-1]
         self.aspp = ASPPv2(in_channels, num_classes + 1, tuple(rates))
-        if freeze_bn:
+        if frozen_bn:
             freeze_batchnorm(self.backbone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +63,7 @@ class DeepLabV2(nn.Module):
 
     def train(self, mode: bool = True) -> "DeepLabV2":
         super().train(mode)
-        if mode and self.freeze_bn:
+        if mode and self.frozen_bn:
             freeze_batchnorm(self.backbone)
         return self
 

@@ -1,8 +1,8 @@
-"""Pseudo-mask refiners: CAMs -> label maps, one file each, picked by ``irn.method``.
+"""Pseudo-mask refiners: CAMs -> label maps, one file each, picked by ``refine.method``.
 
-make-sem-seg runs whichever refiner ``irn.method`` names; each entry of :data:`REFINERS` is a
+make-sem-seg runs whichever refiner ``refine.method`` names; each entry of :data:`REFINERS` is a
 :class:`~csdseg.refiners.base.Refiner` that says what it is, which training stage it needs (or
-None) and how it refines one image. The config's allowed ``irn.method`` values are this
+None) and how it refines one image. The config's allowed ``refine.method`` values are this
 registry's keys (read from this file's source at load, so a bad value fails before any work).
 
 ==========  ===========================================================  ==========
@@ -40,7 +40,7 @@ def _entry(module: str) -> Refiner:
     return importlib.import_module(f"csdseg.refiners.{module}").REFINER
 
 
-# irn.method -> refiner; the keys stay string literals: the config check reads them from source
+# refine.method -> refiner; the keys stay string literals: the config check reads them from source
 REFINERS: dict[str, Refiner] = {
     "rw": _entry("random_walk"),
     "crf": _entry("crf"),
@@ -53,13 +53,13 @@ for _name, _refiner in REFINERS.items():  # a misspelt key would pick another re
 
 
 def get_refiner(method: str) -> Refiner:
-    """The refiner ``irn.method=method`` picks; ConfigError listing the allowed values."""
+    """The refiner ``refine.method=method`` picks; ConfigError listing the allowed values."""
     if method not in REFINERS:
-        from csdseg.config import ConfigError, IrnConfig
+        from csdseg.config import ConfigError, RefineConfig
         from csdseg.config.choices import check_value, field_types
 
-        check_value("irn.method", method, field_types(IrnConfig)["method"])  # raises, as at load
-        raise ConfigError(f"irn.method must be one of {', '.join(REFINERS)}, got '{method}'")
+        check_value("refine.method", method, field_types(RefineConfig)["method"])  # raises, as at load
+        raise ConfigError(f"refine.method must be one of {', '.join(REFINERS)}, got '{method}'")
     return REFINERS[method]
 
 
@@ -70,7 +70,7 @@ def needs_training(method: str) -> str | None:
 
 
 def training_stages() -> tuple[str, ...]:
-    """Every stage some refiner is trained by (each runs only when ``irn.method`` needs it)."""
+    """Every stage some refiner is trained by (each runs only when ``refine.method`` needs it)."""
     return tuple(dict.fromkeys(r.trained_by for r in REFINERS.values() if r.trained_by))
 
 

@@ -22,7 +22,7 @@ def no_check(cfg: Config) -> None:
 
 @dataclass(frozen=True)
 class Refiner:
-    name: str  # the value of irn.method that picks it
+    name: str  # the value of refine.method that picks it
     description: str  # one line, for help texts and docs
     # The stage that trains what it needs (e.g. "train-irn"), and the checkpoint name it writes
     # (``runs/<name>/checkpoints/<checkpoint>.pt``); both None when nothing is trained.
@@ -34,10 +34,10 @@ class Refiner:
     # the image), image the RGB uint8 [H, W, 3].
     prepare: Callable[[Config, RunDir], Any]
     refine: Callable[[Any, CamRecord, np.ndarray], np.ndarray]
-    # True: images are spread over ``ir_label.workers`` processes, so the state must pickle
+    # True: images are spread over ``ir_label.num_workers`` processes, so the state must pickle
     # (CPU work); False: one process, e.g. a network on one device.
     parallel: bool
-    settings: tuple[str, ...] = ()  # the config keys its masks depend on (irn.method aside)
+    settings: tuple[str, ...] = ()  # the config keys its masks depend on (refine.method aside)
     check: Callable[[Config], None] = no_check  # ConfigError before any work, if a setting is bad
 
     def __post_init__(self) -> None:

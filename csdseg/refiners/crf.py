@@ -1,7 +1,7 @@
-"""CAM + dense CRF (irn.method=crf): no training, only the CAMs and the image.
+"""CAM + dense CRF (refine.method=crf): no training, only the CAMs and the image.
 
-The full-resolution CAMs with a constant background score ``irn.crf_bg_threshold``, normalised
-to probabilities and refined by a dense CRF with the ``irn.crf_preset`` settings (DeepLab-v2's
+The full-resolution CAMs with a constant background score ``refine.crf_bg_threshold``, normalised
+to probabilities and refined by a dense CRF with the ``refine.crf_preset`` settings (DeepLab-v2's
 by default); the label of a pixel is the CRF's argmax.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from csdseg.cam_file import CamRecord
-from csdseg.config import Config, ConfigError, IrnConfig
+from csdseg.config import Config, ConfigError, RefineConfig
 from csdseg.ops.crf import SOFTMAX_PRESETS, crf_inference_softmax
 from csdseg.refiners.base import Refiner
 from csdseg.runs import RunDir
@@ -17,16 +17,16 @@ from csdseg.runs import RunDir
 
 def check(cfg: Config) -> None:
     # also checked at load; a Config built in code (tests, notebooks) skips that check
-    if cfg.irn.crf_preset not in SOFTMAX_PRESETS:
-        raise ConfigError(f"irn.crf_preset must be one of {', '.join(SOFTMAX_PRESETS)}, "
-                          f"got '{cfg.irn.crf_preset}'")
+    if cfg.refine.crf_preset not in SOFTMAX_PRESETS:
+        raise ConfigError(f"refine.crf_preset must be one of {', '.join(SOFTMAX_PRESETS)}, "
+                          f"got '{cfg.refine.crf_preset}'")
 
 
-def prepare(cfg: Config, rd: RunDir) -> IrnConfig:
-    return cfg.irn  # the settings are the whole state: a dataclass, so it pickles to workers
+def prepare(cfg: Config, rd: RunDir) -> RefineConfig:
+    return cfg.refine  # the settings are the whole state: a dataclass, so it pickles to workers
 
 
-def refine(c: IrnConfig, record: CamRecord, img: np.ndarray) -> np.ndarray:
+def refine(c: RefineConfig, record: CamRecord, img: np.ndarray) -> np.ndarray:
     scores = np.concatenate([np.full((1,) + img.shape[:2], c.crf_bg_threshold, np.float32),
                              np.clip(record.high_res, 0, None)])
     probs = scores / scores.sum(axis=0, keepdims=True)
@@ -38,4 +38,4 @@ def refine(c: IrnConfig, record: CamRecord, img: np.ndarray) -> np.ndarray:
 REFINER = Refiner(
     name="crf", description="CAMs + a constant background score, refined by a dense CRF",
     trained_by=None, checkpoint=None, prepare=prepare, refine=refine, parallel=True,
-    settings=("irn.crf_preset", "irn.crf_bg_threshold"), check=check)
+    settings=("refine.crf_preset", "refine.crf_bg_threshold"), check=check)

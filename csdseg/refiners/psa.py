@@ -1,4 +1,4 @@
-"""PSA's random walk (irn.method=psa, PSA's infer_aff.py): needs the trained AffinityNet.
+"""PSA's random walk (refine.method=psa, PSA's infer_aff.py): needs the trained AffinityNet.
 
 The trained AffinityNet (``checkpoints/aff.pt``, from ``csdseg train-aff``) on the normalised
 image zero-padded at the bottom/right to multiples of 8; the full-resolution CAMs with a
@@ -33,7 +33,7 @@ class Walker(NamedTuple):
 
     model: Any  # csdseg.models.affinitynet.AffinityNet
     cfg: PsaConfig
-    threads: int  # irn.walk_threads: CPU threads per walk
+    threads: int  # refine.walk_threads: CPU threads per walk
     device: Any  # torch.device
 
 
@@ -53,7 +53,7 @@ def prepare(cfg: Config, rd: RunDir) -> Walker:
     device = resolve_device(cfg.device)
     model = AFF_NETWORKS[cfg.psa.network]()
     load_weights(model, rd.checkpoint("aff"), expect={"network": cfg.psa.network})
-    return Walker(model.to(device).eval(), cfg.psa, cfg.irn.walk_threads, device)
+    return Walker(model.to(device).eval(), cfg.psa, cfg.refine.walk_threads, device)
 
 
 def padded_size(h: int, w: int) -> tuple[int, int]:
@@ -91,4 +91,4 @@ REFINER = Refiner(
     name="psa", description="PSA's random walk over the trained AffinityNet's affinities",
     trained_by="train-aff", checkpoint="aff", prepare=prepare, refine=refine, parallel=False,
     settings=("psa.network", "psa.walk", "psa.alpha", "psa.bg_threshold", "psa.beta",
-              "psa.logt", "irn.walk_threads"), check=check)
+              "psa.logt", "refine.walk_threads"), check=check)

@@ -57,7 +57,7 @@ def demo_overrides(args: argparse.Namespace, baseline: str, root: Path) -> list[
         "cam.scales=[1.0]",  # + flip; the presets' multi-scale maps cost 4x here
         "irn.backbone=resnet10t", "irn.pretrained=none", f"irn.crop_size={s}",
         "irn.batch_size=16", f"irn.epochs={args.irn_epochs}",
-        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.freeze_bn=false",
+        "seg.model=deeplabv2_tiny", "seg.pretrained=none", "seg.frozen_bn=false",
         f"seg.crop_size={s}", "seg.batch_size=16", f"seg.epochs={args.seg_epochs}",
         "seg.lr=0.001", "seg.num_workers=1", "seg.scales=[1.0]", "seg.log_every=5",
         f"seg.val_every={args.seg_epochs}",  # validate once, at the end

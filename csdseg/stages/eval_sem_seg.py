@@ -3,7 +3,7 @@
 Every image of ``data.eval_split`` (IRN: VOC train) must have ``<folder>/<id>.png`` holding
 class indices (0 = background, 1..K; palette or L mode). The report gives per-class IoU and
 mIoU, single- vs multi-label mIoU and co-occurrence confusion; it is written to
-``runs/<name>/reports/eval_sem_seg_<split>_<irn.method>.json``, and ``--json`` prints it.
+``runs/<name>/reports/eval_sem_seg_<split>_<refine.method>.json``, and ``--json`` prints it.
 ``--dir FOLDER`` scores any other folder of masks (e.g. confident labels or CRF masks).
 """
 from __future__ import annotations

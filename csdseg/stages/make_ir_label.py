@@ -3,7 +3,7 @@
 Reads ``runs/<name>/cam/<id>.npy`` (from ``csdseg make-cam``) for every image of
 ``data.infer_split`` and writes ``runs/<name>/ir_label/<id>.png``: a palette PNG whose pixel
 values are 0 (confident background), 1..K (confident class) and 255 (uncertain). Each image
-costs two dense CRFs, run on ``ir_label.workers`` processes (0 = one per core). Existing
+costs two dense CRFs, run on ``ir_label.num_workers`` processes (0 = one per core). Existing
 outputs are kept, so an interrupted run resumes where it stopped. The work itself is
 :func:`csdseg.ir_labels.make_labels` (make-csd-masks uses it too); the file format is
 :mod:`csdseg.label_file`'s.

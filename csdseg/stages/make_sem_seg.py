@@ -1,18 +1,18 @@
-"""make-sem-seg: CAMs -> pseudo-masks, by the refiner ``irn.method`` names (csdseg.refiners).
+"""make-sem-seg: CAMs -> pseudo-masks, by the refiner ``refine.method`` names (csdseg.refiners).
 
 Reads ``runs/<name>/cam/<id>.npy`` for every image of ``data.infer_split`` and writes
 ``runs/<name>/sem_seg/<id>.png`` (VOC palette; 0 = background, 1..K). Existing masks are
 kept, so an interrupted run resumes.
 
-- ``irn.method=rw`` (IRN's make_sem_seg_labels, the default): the random walk over the trained
+- ``refine.method=rw`` (IRN's make_sem_seg_labels, the default): the random walk over the trained
   IRN's boundary map (``checkpoints/irn.pt``, from ``csdseg train-irn``);
-- ``irn.method=crf``: the CAMs with a constant background score, refined by a dense CRF; no
+- ``refine.method=crf``: the CAMs with a constant background score, refined by a dense CRF; no
   IRN needed;
-- ``irn.method=psa``: PSA's random walk over the trained AffinityNet's affinities
+- ``refine.method=psa``: PSA's random walk over the trained AffinityNet's affinities
   (``checkpoints/aff.pt``, from ``csdseg train-aff``; the ``psa.*`` settings).
 
 Each refiner's file says what it does; this stage only checks the inputs, calls the refiner on
-every image (on ``ir_label.workers`` processes when it is CPU work) and writes its label maps.
+every image (on ``ir_label.num_workers`` processes when it is CPU work) and writes its label maps.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from csdseg.cam_file import load_cam
-from csdseg.config import Config, IrnConfig
+from csdseg.config import Config
 from csdseg.data import Source, build_source
 from csdseg.errors import StageError
 from csdseg.label_file import save_label_png
@@ -32,7 +32,7 @@ from csdseg.refiners import REFINERS, Refiner, get_refiner
 from csdseg.refiners.random_walk import Walker
 from csdseg.runs import MissingInputError, RunDir
 
-HELP = "CAMs -> pseudo-masks by irn.method: IRN's walk (rw), a dense CRF (crf), PSA's walk (psa)"
+HELP = "CAMs -> pseudo-masks by refine.method: IRN's walk (rw), a dense CRF (crf), PSA's walk (psa)"
 STAGE = "make-sem-seg"
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,16 @@ class RefineJob:
         save_label_png(self.out_dir / f"{image_id}.png", labels, self.source.num_classes)
 
 
-def walk_one(model: Any, source: Source, cam_dir: Path, image_id: str, cfg: IrnConfig,
+def walk_one(model: Any, source: Source, cam_dir: Path, image_id: str, cfg: Config,
              device: Any) -> np.ndarray:
     """The random-walk pseudo-mask uint8 [H, W] of one image with a loaded IRN (the golden
     test's entry point: make-sem-seg's own path, boundary padding included)."""
-    return refine_image(REFINERS["rw"], Walker(model, cfg, device), source, cam_dir, image_id)
+    return refine_image(REFINERS["rw"], Walker(model, cfg.irn.crop_size, cfg.refine, device), source,
+                        cam_dir, image_id)
 
 
 def run(cfg: Config) -> int:
-    refiner = get_refiner(cfg.irn.method)
+    refiner = get_refiner(cfg.refine.method)
     refiner.check(cfg)
     rd = RunDir.from_config(cfg)
     rd.require(rd.cam_dir, made_by="make-cam")
@@ -90,5 +91,5 @@ def run(cfg: Config) -> int:
              len(source.ids) - len(todo))
     rd.sem_seg_dir.mkdir(parents=True, exist_ok=True)
     job = RefineJob(refiner.name, refiner.prepare(cfg, rd), source, rd.cam_dir, rd.sem_seg_dir)
-    map_ids(job, todo, workers=cfg.ir_label.workers if refiner.parallel else 1, desc=STAGE)
+    map_ids(job, todo, workers=cfg.ir_label.num_workers if refiner.parallel else 1, desc=STAGE)
     return 0

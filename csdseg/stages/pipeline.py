@@ -5,7 +5,7 @@
 Order: train-cam -> make-cam -> eval-cam [-> make-csd-masks (from the baseline's CAMs) ->
 train-cam, make-cam, eval-cam of the CSD run ``<name>_csd``, warm-started from the baseline,
 and of its control ``<name>_ctl``: the same warm start, epochs and learning rate, CSD off]
--> make-ir-label -> train-irn / train-aff (whichever irn.method's refiner needs) ->
+-> make-ir-label -> train-irn / train-aff (whichever refine.method's refiner needs) ->
 make-sem-seg -> eval-sem-seg -> train-seg -> eval-seg, for each run. A stage whose outputs
 are complete is skipped (see docs/pipeline.md); at the end the baseline / control / CSD table
 (with CSD - control) is printed, written to

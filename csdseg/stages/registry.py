@@ -103,28 +103,28 @@ def _logs(rd: RunDir, stage: str, *ckpts: str) -> list[Path]:
 
 
 def _trained_for(stage: str) -> Callable[[Config], "str | None"]:
-    """A refiner's training stage is needed only when ``irn.method``'s refiner is trained by it."""
+    """A refiner's training stage is needed only when ``refine.method``'s refiner is trained by it."""
     def needed(cfg: Config) -> str | None:
         from csdseg.refiners import needs_training
 
-        return None if needs_training(cfg.irn.method) == stage else f"irn.method={cfg.irn.method}"
+        return None if needs_training(cfg.refine.method) == stage else f"refine.method={cfg.refine.method}"
     return needed
 
 
 TRAIN_KEYS = ("seed", "data", "model", "optim", "train", "csd")  # csd only when enabled
 IRN_TRAIN = tuple(f"irn.{k}" for k in (
-    "backbone", "pretrained", "epochs", "batch_size", "crop_size", "rescale", "hflip", "lr",
+    "backbone", "pretrained", "epochs", "batch_size", "crop_size", "scale_range", "hflip", "lr",
     "dp_lr_mult", "weight_decay", "momentum", "poly_power", "max_steps", "path_radius",
     "backbone_from_cam", "train_backbone"))
 PSA_TRAIN = tuple(f"psa.{k}" for k in (
     "network", "weights", "low_alpha", "high_alpha", "epochs", "batch_size", "crop_size", "lr",
     "head_lr_mult", "weight_decay", "momentum", "poly_power", "hflip", "colour_jitter",
     "max_steps"))
-REFINE = tuple(f"irn.{k}" for k in ("beta", "exp_times", "walk_radius", "sem_seg_bg_threshold",
-                                     "method", "crf_preset", "crf_bg_threshold")) + tuple(
+REFINE = tuple(f"refine.{k}" for k in ("method", "bg_threshold", "beta", "exp_times",
+                                        "walk_radius", "crf_preset", "crf_bg_threshold")) + tuple(
     f"psa.{k}" for k in ("walk", "alpha", "bg_threshold", "beta", "logt"))
 SEG_TRAIN = tuple(f"seg.{k}" for k in (
-    "model", "backbone", "pretrained", "output_stride", "freeze_bn", "pseudo_dir", "epochs",
+    "model", "backbone", "pretrained", "output_stride", "frozen_bn", "pseudo_dir", "epochs",
     "batch_size", "crop_size", "scale_range", "hflip", "lr", "head_lr_mult", "momentum",
     "weight_decay", "poly_power", "loss_at", "amp", "max_steps"))
 SEG_EVAL = ("seg.scales", "seg.flip", "seg.crf", "seg.crf_preset")

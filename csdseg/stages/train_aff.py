@@ -4,7 +4,7 @@ Reads the images of ``data.train_split`` and their CAMs (``runs/<name>/cam/``, f
 ``csdseg make-cam``); first makes the two CRF score maps of every training image
 (``runs/<name>/psa_scores/``, csdseg/psa_scores.py: kept, so a rerun or a resume skips them),
 then trains; writes ``runs/<name>/checkpoints/aff.pt`` (``aff_last.pt`` while training, so a
-killed run resumes). The ``psa`` refiner (irn.method=psa) walks the CAMs over its affinities.
+killed run resumes). The ``psa`` refiner (refine.method=psa) walks the CAMs over its affinities.
 
 One sample (PSA's VOC12AffDataset): colour jitter 0.3/0.3/0.3/0.1 on the whole image, a random
 ``psa.crop_size`` crop of the image and both score maps at one offset, zero-padded where the
@@ -35,7 +35,7 @@ from csdseg.data.transforms import random_crop, sample_rng
 from csdseg.device import resolve_device
 from csdseg.engine import dist
 from csdseg.engine.loop import TrainSpec, train
-from csdseg.engine.schedule import poly_lr
+from csdseg.engine.schedule import poly_schedule, sgd
 from csdseg.models.affinitynet import AFF_NETWORKS, AffinityNet
 from csdseg.models.resnet38d import load_psa_weights
 from csdseg.ops.parallel import resolve_workers
@@ -43,7 +43,7 @@ from csdseg.ops.psa_affinity import PSA_RADIUS, PSA_STRIDE, affinity_loss, pair_
 from csdseg.psa_scores import load_scores, make_scores, score_dir
 from csdseg.runs import RunDir
 
-HELP = "train PSA's AffinityNet on the CAMs' confident labels (PSA's train_aff; irn.method=psa)"
+HELP = "train PSA's AffinityNet on the CAMs' confident labels (PSA's train_aff; refine.method=psa)"
 STAGE = "train-aff"
 log = logging.getLogger(__name__)
 MIN_CROP = PSA_STRIDE * (2 * PSA_RADIUS - 1)  # PSA's pairs need a grid 2r - 1 cells wide
@@ -124,7 +124,7 @@ def run(cfg: Config) -> dict:
     # Before joining the process group: CRFs take long, and a rank waiting at a barrier meanwhile
     # could time out. Each rank makes its share; joining the group waits for all of them.
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    workers = max(1, resolve_workers(cfg.ir_label.workers) // world)
+    workers = max(1, resolve_workers(cfg.ir_label.num_workers) // world)
     folder = score_dir(rd)
     make_scores(source, dist.shard(source.ids, rank, world), cam_dir, folder, p.low_alpha,
                 p.high_alpha, workers)
@@ -133,12 +133,11 @@ def run(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_network(p)
     load_start_weights(model, p)
-    optimizer = torch.optim.SGD(model.param_groups(p.lr, p.weight_decay, p.head_lr_mult),
-                                lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    optimizer = sgd(model.param_groups(p.lr, p.weight_decay, p.head_lr_mult), p)
     spec = TrainSpec(
         stage="train_aff", ckpt_name="aff", model=model, optimizer=optimizer,
         dataset=AffDataset(source, folder, p, cfg.seed), batch_size=p.batch_size,
-        epochs=p.epochs, lr_at=lambda step, total: poly_lr(p.lr, step, total, p.poly_power),
+        epochs=p.epochs, lr_at=poly_schedule(p), log_every=p.log_every, save_every=p.save_every,
         step_fn=AffStep(), device=device, run=rd, seed=cfg.seed,
         num_workers=cfg.data.num_workers, max_steps=p.max_steps,
         config={"psa": to_dict(cfg)["psa"], "data": to_dict(cfg)["data"], "seed": cfg.seed},

@@ -19,7 +19,7 @@ from csdseg.device import amp_enabled, resolve_device
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.engine.loop import TrainSpec, train
-from csdseg.engine.schedule import poly_lr, warmup_cosine_lr
+from csdseg.engine.schedule import poly_schedule, sgd, warmup_cosine_lr
 from csdseg.engine.seed import seed_everything
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
@@ -32,13 +32,13 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
     groups = unwrap(model).param_groups(cfg.optim.lr, cfg.optim.weight_decay,
                                         cfg.optim.head_lr_mult)
     if cfg.optim.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+        return sgd(groups, cfg.optim)
     return torch.optim.AdamW(groups, lr=cfg.optim.lr)
 
 
 def lr_schedule(cfg: Config, steps_per_epoch: int):
     if cfg.optim.schedule == "poly":
-        return lambda step, total: poly_lr(cfg.optim.lr, step, total, cfg.optim.poly_power)
+        return poly_schedule(cfg.optim)
     warmup = cfg.optim.warmup_epochs * steps_per_epoch
     return lambda step, total: warmup_cosine_lr(cfg.optim.lr, step, total, warmup, cfg.optim.min_lr)
 

@@ -23,7 +23,7 @@ from csdseg.data.transforms import sample_rng
 from csdseg.device import resolve_device
 from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.loop import TrainSpec, train
-from csdseg.engine.schedule import poly_lr
+from csdseg.engine.schedule import poly_schedule, sgd
 from csdseg.losses.affinity import irn_losses, pair_displacement
 from csdseg.errors import StageError
 from csdseg.label_file import read_label_png
@@ -91,7 +91,7 @@ def run(cfg: Config) -> dict:
     device = resolve_device(cfg.device)
     index = PathIndex(c.path_radius)
     source = build_source(cfg.data, cfg.data.train_split)
-    dataset = AffinityDataset(source, label_dir, c.crop_size, (c.rescale[0], c.rescale[1]),
+    dataset = AffinityDataset(source, label_dir, c.crop_size, (c.scale_range[0], c.scale_range[1]),
                               c.hflip, cfg.seed, index)
     torch.manual_seed(cfg.seed)
     try:  # the model layer raises ValueError; a bad irn.pretrained is the user's to fix
@@ -104,12 +104,11 @@ def run(cfg: Config) -> dict:
             model.load_backbone_from_cam(load_checkpoint(cam_ckpt)["model"])
         except ValueError as exc:
             raise StageError(f"irn.backbone_from_cam: {cam_ckpt}: {exc}") from None
-    optimizer = torch.optim.SGD(model.param_groups(c.lr, c.weight_decay, c.dp_lr_mult), lr=c.lr,
-                                momentum=c.momentum, weight_decay=c.weight_decay)
+    optimizer = sgd(model.param_groups(c.lr, c.weight_decay, c.dp_lr_mult), c)
     spec = TrainSpec(
         stage="train_irn", ckpt_name="irn", model=model, optimizer=optimizer, dataset=dataset,
         batch_size=c.batch_size, epochs=c.epochs,
-        lr_at=lambda step, total: poly_lr(c.lr, step, total, c.poly_power),
+        lr_at=poly_schedule(c), log_every=c.log_every, save_every=c.save_every,
         step_fn=IrnStep(index, -(-c.crop_size // 4), device), device=device, run=run_dir,
         seed=cfg.seed, num_workers=cfg.data.num_workers, max_steps=c.max_steps,
         config={"irn": to_dict(cfg)["irn"], "data": to_dict(cfg)["data"], "seed": cfg.seed},

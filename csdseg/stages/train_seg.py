@@ -26,7 +26,7 @@ from csdseg.data.source import Source
 from csdseg.device import amp_enabled, resolve_device
 from csdseg.engine import dist
 from csdseg.engine.loop import TrainSpec, train
-from csdseg.engine.schedule import poly_lr
+from csdseg.engine.schedule import poly_schedule, sgd
 from csdseg.engine.seed import seed_everything
 from csdseg.models.deeplab import DEFAULT_CROP, SEG_MODELS, build_seg_model
 from csdseg.ops.seg_inference import predict_probs
@@ -51,7 +51,7 @@ def model_kwargs(seg: SegConfig) -> dict[str, Any]:
                               f"{seg.output_stride}")
         kwargs["output_stride"] = seg.output_stride
     if seg.model.startswith("deeplabv2"):
-        kwargs["freeze_bn"] = seg.freeze_bn
+        kwargs["frozen_bn"] = seg.frozen_bn
     return kwargs
 
 
@@ -118,8 +118,7 @@ def run(cfg: Config) -> dict[str, Any]:
     crop = seg.crop_size or DEFAULT_CROP[seg.model]
     dataset = SegTrainDataset(source, source.ids, mask_dir, crop, tuple(seg.scale_range),
                               seg.hflip, cfg.seed)
-    optimizer = torch.optim.SGD(model.param_groups(seg.lr, seg.weight_decay, seg.head_lr_mult),
-                                lr=seg.lr, momentum=seg.momentum, weight_decay=seg.weight_decay)
+    optimizer = sgd(model.param_groups(seg.lr, seg.weight_decay, seg.head_lr_mult), seg)
 
     val_source = None
     if seg.val_every > 0:
@@ -146,10 +145,11 @@ def run(cfg: Config) -> dict[str, Any]:
     config = {k: v for k, v in to_dict(cfg).items() if k in ("data", "seg", "seed")}
     spec = TrainSpec(stage=STAGE, ckpt_name=CKPT, model=model, optimizer=optimizer,
                      dataset=dataset, batch_size=seg.batch_size, epochs=seg.epochs,
-                     lr_at=lambda s, total: poly_lr(seg.lr, s, total, seg.poly_power),
+                     lr_at=poly_schedule(seg),
                      step_fn=step_fn, device=device, run=run_dir, seed=cfg.seed,
                      amp=amp_enabled(device, seg.amp), num_workers=seg.num_workers,
-                     max_steps=seg.max_steps, log_every=seg.log_every, config=config, meta=meta,
+                     max_steps=seg.max_steps, log_every=seg.log_every,
+                     save_every=seg.save_every, config=config, meta=meta,
                      on_epoch_end=on_epoch_end)
     result = train(spec)
     print(f"train-seg: {result['step']} steps, final weights in {final}")
