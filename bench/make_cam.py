@@ -1,6 +1,7 @@
 """Benchmark make-cam (ResNet-50, scales 1.0/0.5/1.5/2.0 + flip, 500x375) against IRN's make_cam.
 
     .venv/bin/python bench/make_cam.py [--images 6] [--device cpu] [--memory] [--eval-images 100]
+        [--backend torch|onnxruntime]
 
 One process, the same random weights, interleaved per image (official, csdseg, csdseg,
 official, ...), each timed from the decoded uint8 image to the saved arrays (file I/O left out):
@@ -11,8 +12,9 @@ official, ...), each timed from the decoded uint8 image to the saved arrays (fil
   into one contiguous batch; under ``torch.no_grad`` IRN's CAM forward (stages, classifier
   conv, ReLU, ``x[0] + x[1].flip(-1)``); all 20 class maps resized to stride 4 and to full
   size and summed over scales, then the present classes picked and max-normalised;
-- ``csdseg``: what ``csdseg make-cam`` does (MultiScaleDataset's views, a channels-last model
-  under inference mode, ``multiscale_cam``: the present classes picked before resizing).
+- ``csdseg``: what ``csdseg make-cam`` does (MultiScaleDataset's views, the network run by the
+  engine ``--backend`` names, as ``cam.backend``: torch on channels-last tensors, or ONNX
+  Runtime; ``multiscale_cam``: the present classes picked before resizing).
 
 Every image's ``cam`` and ``high_res`` must agree within 1e-4. ``--memory`` also runs each
 path alone in a subprocess for its peak RSS. Then eval-cam's images/s (no reference path).
@@ -104,11 +106,12 @@ class MemorySource:
         return self._label
 
 
-def build(device: torch.device, n_images: int, scales=SCALES):
+def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "torch"):
     """(official model, csdseg model, images, label, runners) with the same weights."""
     from csdseg.data.cam_dataset import MultiScaleDataset
     from csdseg.models import build_model
     from csdseg.ops.cam import multiscale_cam
+    from csdseg.ops.cam_backend import cam_function
 
     torch.manual_seed(0)
     official = build_model("resnet50_cam", 20, "none").eval().to(device)
@@ -120,8 +123,9 @@ def build(device: torch.device, n_images: int, scales=SCALES):
     label = np.isin(np.arange(20), [3, 14]).astype(np.float32)
     dataset = MultiScaleDataset(MemorySource(images, label), [str(i) for i in range(len(images))],
                                 list(scales), True)
-    cam_fn = ((lambda x: ours.cam(x.contiguous(memory_format=torch.channels_last)))
-              if device.type == "cpu" else ours.cam)
+    cam_fn, used = cam_function(ours, backend, device)
+    if used != backend:
+        raise SystemExit(f"--backend {backend} is not available here (see the warning above)")
 
     def sync() -> None:
         if device.type == "cuda":
@@ -144,10 +148,11 @@ def build(device: torch.device, n_images: int, scales=SCALES):
     return run_official, run_ours
 
 
-def peak_of(path: str, n_images: int, device: str) -> float:
+def peak_of(path: str, n_images: int, device: str, backend: str) -> float:
     """GiB of peak RSS of a process that runs only ``path`` (warm-up + ``n_images``)."""
     out = subprocess.run([sys.executable, __file__, "--worker", path, "--images", str(n_images),
-                          "--device", device], check=True, capture_output=True, text=True).stdout
+                          "--device", device, "--backend", backend], check=True,
+                         capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_gib"]
 
 
@@ -190,11 +195,13 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="peak RSS of each path alone")
     parser.add_argument("--eval-images", type=int, default=100, help="0 skips eval-cam")
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="csdseg's engine (cam.backend)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.worker:  # one path alone, for its peak memory
-        run_official, run_ours = build(device, args.images, args.scales)
+        run_official, run_ours = build(device, args.images, args.scales, args.backend)
         fn = run_official if args.worker == "official" else run_ours
         for i in range(args.images + 1):
             fn(i)
@@ -203,7 +210,7 @@ def main() -> None:
         return
     print(f"machine: {machine()}, device {device}")
     print(f"load at start: {load()}", flush=True)
-    run_official, run_ours = build(device, args.images, args.scales)
+    run_official, run_ours = build(device, args.images, args.scales, args.backend)
     worst = {"cam": 0.0, "high_res": 0.0}
 
     def close(ref, got) -> None:
@@ -217,10 +224,10 @@ def main() -> None:
     ref, ours, ref_cpu, our_cpu = interleaved(lambda i: run_official(i), lambda i: run_ours(i),
                                               args.images, check=close)
     end = load()
-    peaks = {p: peak_of(p, 2, args.device) for p in ("official", "csdseg")} if args.memory else {}
+    peaks = {p: peak_of(p, 2, args.device, args.backend) for p in ("official", "csdseg")} if args.memory else {}
     evaluation = time_eval_cam(args.eval_images) if args.eval_images else None
     print(f"\nmake-cam, {SIZE[1]}x{SIZE[0]}, scales {args.scales} + flip, ResNet-50 random "
-          f"weights, {args.images} images; max |difference| cam {worst['cam']:.1e}, "
+          f"weights, {args.images} images, csdseg on {args.backend}; max |difference| cam {worst['cam']:.1e}, "
           f"high_res {worst['high_res']:.1e}")
     print(f"official: {spread(ref, digits=2)} per image; CPU {spread(ref_cpu, digits=2)}")
     print(f"csdseg  : {spread(ours, digits=2)} per image; CPU {spread(our_cpu, digits=2)}")

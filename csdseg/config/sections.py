@@ -87,6 +87,9 @@ class CamConfig:
     flip: bool = True
     normalize: Literal["max", "minmax"] = "max"  # per class: max (IRN) | minmax (MCTformer)
     format: Literal["npy", "irn"] = "npy"  # npy (NumPy arrays) | irn (torch tensors, as IRN)
+    # the engine of make-cam's forward passes (csdseg/ops/cam_backend.py): torch | onnxruntime
+    # (CPU, optional extra; maps within 1e-5 of torch's) | auto (onnxruntime where installed)
+    backend: Literal["torch", "onnxruntime", "auto"] = "torch"
 
 
 @dataclass

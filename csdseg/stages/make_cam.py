@@ -24,6 +24,7 @@ from csdseg.device import resolve_device
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
 from csdseg.ops.cam import multiscale_cam
+from csdseg.ops.cam_backend import cam_function
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -57,8 +58,8 @@ def run(cfg: Config) -> dict:
     dataset = MultiScaleDataset(source, todo, cfg.cam.scales, cfg.cam.flip)
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.data.num_workers,
                         collate_fn=first_item)
-    cam_fn = (lambda x: model.cam(x.contiguous(memory_format=torch.channels_last))
-              if device.type == "cpu" else model.cam)
+    cam_fn, backend = cam_function(model, cfg.cam.backend, device)
+    log.info("make-cam: %s runs the CAM network", backend)
     for item in tqdm(loader, desc="make-cam", disable=not dist.is_main()):
         keys = torch.from_numpy(np.nonzero(item["label"].numpy())[0])
         low, high = multiscale_cam(cam_fn, item["views"], tuple(item["size"]), keys, device,
