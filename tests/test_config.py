@@ -240,3 +240,15 @@ def test_the_training_sections_share_one_loop_and_one_sgd_definition():
     assert (defaults["SegConfig"]["lr"], defaults["SegConfig"]["momentum"]) == (2.5e-4, 0.9)
     assert (defaults["PsaConfig"]["momentum"], defaults["PsaConfig"]["crop_size"]) == (5e-4, 448)
     assert defaults["TrainConfig"]["crop_size"] == 512 and defaults["TrainConfig"]["epochs"] == 5
+
+
+def test_a_setting_under_both_its_old_and_new_name_must_agree(tmp_path):
+    both = tmp_path / "both.yaml"
+    both.write_text("irn:\n  method: psa\nrefine:\n  method: crf\n")
+    with pytest.raises(ConfigError, match=r"'irn.method' \('psa'\) and 'refine.method' \('crf'\) "
+                       r"are the same setting under its old and new names; keep only"):
+        load_config(both)
+    both.write_text("irn:\n  method: crf\nrefine:\n  method: crf\n")
+    assert load_config(both).refine.method == "crf"
+    # in different sources the later one wins, as for any key: the override here
+    assert load_config(None, ["irn.method=psa", "refine.method=crf"]).refine.method == "crf"

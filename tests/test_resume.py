@@ -106,9 +106,29 @@ def test_resume_with_another_config_is_refused(synth_root, tmp_path):
     train_cam.run(cfg)
     other = tiny_config(synth_root, tmp_path, *TRAIN, "train.max_steps=1", "optim.lr=0.05")
     last = RunDir.from_config(cfg).checkpoint("cam_last")
-    with pytest.raises(StageError, match=f"^{last} was written with a different config; resume "
-                       "with the same config, or delete the checkpoint to start over$"):
+    with pytest.raises(StageError, match=rf"^{last} was written with other settings \(optim.lr\); "
+                       "resume with the same config, or delete the checkpoint to start over$"):
         train_cam.run(other)
+
+
+def test_a_checkpoint_from_before_a_rename_or_a_new_option_still_resumes(synth_root, tmp_path):
+    """A resumable checkpoint records the config it was written with; one written before a
+    setting was renamed (irn.method -> refine.method) or an option was added (cam.backend) is
+    read as a run's record is, and a how-not-what setting (train.log_every) does not block it."""
+    cfg = tiny_config(synth_root, tmp_path, *TRAIN, "train.max_steps=1")
+    train_cam.run(cfg)
+    last = RunDir.from_config(cfg).checkpoint("cam_last")
+    state = torch.load(last, weights_only=False)
+    old = state["config"]
+    old["irn"].update({"method": old["refine"]["method"], "exp_times": old["refine"]["exp_times"]})
+    del old["refine"], old["cam"]["backend"]
+    old["seg"]["freeze_bn"] = old["seg"].pop("frozen_bn")
+    old["train"]["log_every"] = 7
+    torch.save(state, last)
+    train_cam.run(cfg)  # resumes at its last step instead of refusing
+    torch.save({**state, "config": {**old, "cam": {**old["cam"], "scales": [2.0]}}}, last)
+    with pytest.raises(StageError, match=r"other settings \(cam.scales\)"):
+        train_cam.run(cfg)
 
 
 def test_non_finite_loss_stops_with_last_good_checkpoint(synth_root, tmp_path, monkeypatch):

@@ -84,6 +84,27 @@ def digest(picked: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def resume_difference(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings in which the config a resumable checkpoint recorded differs from
+    ``current`` (both nested, ``current`` holding the sections the stage records): the record
+    read under today's names with today's defaults for keys it predates, as a stage's record
+    is, and settings that change how a stage runs, never what it writes, left out."""
+    defaults = to_dict(Config())
+    old = _merge(defaults, renamed(recorded, warn=False))
+    now = _merge(defaults, current)
+
+    def flat(values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for section in current:
+            value = values.get(section)
+            if isinstance(value, dict):
+                out.update({f"{section}.{k}": v for k, v in value.items()})
+            else:
+                out[section] = value
+        return out
+    return [k for k in difference(flat(old), flat(now)) if k not in HOW_NOT_WHAT]
+
+
 def difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """The keys whose values differ, for the message that says why a stage reruns."""
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -113,8 +113,12 @@ def renamed(values: dict[str, Any], warn: bool = True) -> dict[str, Any]:
         new_section, new_leaf = new.split(".", 1)
         value = out[section].pop(leaf)
         target = out.setdefault(new_section, {})
-        if isinstance(target, dict):
-            target.setdefault(new_leaf, value)
+        if not isinstance(target, dict):
+            continue
+        if new_leaf in target and target[new_leaf] != value:
+            raise ConfigError(f"'{old}' ({value!r}) and '{new}' ({target[new_leaf]!r}) are the "
+                              f"same setting under its old and new names; keep only '{new}'")
+        target.setdefault(new_leaf, value)
     return out
 
 

@@ -84,6 +84,10 @@ class TrainSpec:
     meta: dict[str, Any] = field(default_factory=dict)
     collate_fn: Callable | None = None
     on_epoch_end: Callable[[int, int], dict[str, float] | None] | None = None
+    # (the config a resumable checkpoint recorded, ``config``) -> the settings that differ; the
+    # stages pass csdseg.config.fingerprint.resume_difference (old names, new defaults read)
+    config_difference: Callable[[dict, dict], list[str]] = \
+        lambda old, new: [] if old == new else ["config"]
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -118,9 +122,11 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     step = 0
     if last_path.is_file():
         state = load_checkpoint(last_path)
-        if state.get("config") != spec.config:
-            raise StageError(f"{last_path} was written with a different config; resume with the "
-                             "same config, or delete the checkpoint to start over")
+        differs = spec.config_difference(state.get("config") or {}, spec.config)
+        if differs:
+            raise StageError(f"{last_path} was written with other settings "
+                             f"({', '.join(differs[:6])}{' ...' if len(differs) > 6 else ''}); "
+                             "resume with the same config, or delete the checkpoint to start over")
         model.load_state_dict(state["model"])
         spec.optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):

@@ -13,6 +13,7 @@ uses torch, so no setting of this key can fail a run.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import io
 import logging
 import warnings
@@ -48,8 +49,11 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore")
+        # the TorchScript exporter: torch >= 2.5 defaults to the dynamo one, older has no choice
+        legacy = ({"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters
+                  else {})
         torch.onnx.export(_CamOnly(model).eval(), (example,), buf, input_names=["x"],
-                          output_names=["maps"], opset_version=17, dynamo=False,
+                          output_names=["maps"], opset_version=17, **legacy,
                           dynamic_axes={"x": {0: "views", 2: "height", 3: "width"},
                                         "maps": {0: "views", 2: "rows", 3: "cols"}})
     return buf.getvalue()
@@ -87,6 +91,8 @@ def cam_function(model: nn.Module, backend: str, device: torch.device) -> tuple[
     if why is None:
         try:
             return onnxruntime_cam_fn(model), "onnxruntime"
+        except ImportError as exc:  # installed but broken (a missing shared library)
+            why = f"onnxruntime does not import ({exc})"
         except Exception as exc:  # an operator the exporter or the runtime lacks  # noqa: BLE001
             first = (str(exc).splitlines() or [""])[0]
             why = f"{type(model).__name__} does not export to ONNX ({type(exc).__name__}: {first})"

@@ -33,6 +33,7 @@ from csdseg.data.augment import normalize_lut
 from csdseg.data.colour_jitter import colour_jitter
 from csdseg.data.transforms import random_crop, sample_rng
 from csdseg.device import resolve_device
+from csdseg.config.fingerprint import resume_difference
 from csdseg.engine import dist
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd
@@ -135,6 +136,7 @@ def run(cfg: Config) -> dict:
     load_start_weights(model, p)
     optimizer = sgd(model.param_groups(p.lr, p.weight_decay, p.head_lr_mult), p)
     spec = TrainSpec(
+        config_difference=resume_difference,
         stage="train_aff", ckpt_name="aff", model=model, optimizer=optimizer,
         dataset=AffDataset(source, folder, p, cfg.seed), batch_size=p.batch_size,
         epochs=p.epochs, lr_at=poly_schedule(p), log_every=p.log_every, save_every=p.save_every,

@@ -16,6 +16,7 @@ from csdseg.data import build_source
 from csdseg.data.augment import cam_augment
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.device import amp_enabled, resolve_device
+from csdseg.config.fingerprint import resume_difference
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.engine.loop import TrainSpec, train
@@ -76,6 +77,7 @@ def run(cfg: Config) -> dict:
     optimizer = build_optimizer(cfg, model)
     steps_per_epoch = len(source) // cfg.train.batch_size
     spec = TrainSpec(
+        config_difference=resume_difference,
         stage="train_cam", ckpt_name="cam", model=model, optimizer=optimizer, dataset=dataset,
         batch_size=cfg.train.batch_size, epochs=cfg.train.epochs,
         lr_at=lr_schedule(cfg, steps_per_epoch), step_fn=step_fn, device=device, run=run_dir,

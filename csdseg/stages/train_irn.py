@@ -21,6 +21,7 @@ from csdseg.data import Source, build_source
 from csdseg.data.augment import ScaleCrop
 from csdseg.data.transforms import sample_rng
 from csdseg.device import resolve_device
+from csdseg.config.fingerprint import resume_difference
 from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd
@@ -106,6 +107,7 @@ def run(cfg: Config) -> dict:
             raise StageError(f"irn.backbone_from_cam: {cam_ckpt}: {exc}") from None
     optimizer = sgd(model.param_groups(c.lr, c.weight_decay, c.dp_lr_mult), c)
     spec = TrainSpec(
+        config_difference=resume_difference,
         stage="train_irn", ckpt_name="irn", model=model, optimizer=optimizer, dataset=dataset,
         batch_size=c.batch_size, epochs=c.epochs,
         lr_at=poly_schedule(c), log_every=c.log_every, save_every=c.save_every,

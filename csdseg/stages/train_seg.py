@@ -24,6 +24,7 @@ from csdseg.data.classes import IGNORE_INDEX
 from csdseg.data.seg_dataset import SegTrainDataset, check_pseudo_masks
 from csdseg.data.source import Source
 from csdseg.device import amp_enabled, resolve_device
+from csdseg.config.fingerprint import resume_difference
 from csdseg.engine import dist
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd
@@ -144,6 +145,7 @@ def run(cfg: Config) -> dict[str, Any]:
             "crop_size": crop}
     config = {k: v for k, v in to_dict(cfg).items() if k in ("data", "seg", "seed")}
     spec = TrainSpec(stage=STAGE, ckpt_name=CKPT, model=model, optimizer=optimizer,
+                     config_difference=resume_difference,
                      dataset=dataset, batch_size=seg.batch_size, epochs=seg.epochs,
                      lr_at=poly_schedule(seg),
                      step_fn=step_fn, device=device, run=run_dir, seed=cfg.seed,
