@@ -9,7 +9,8 @@ CSD off), with the synthetic preset's settings:
   -> train-seg (DeepLab on the pseudo-masks) -> eval-seg on val, without and with the dense CRF.
 
 With ``--preset synthetic_mct`` (``refine.method=crf``) the pseudo-masks are CAM +
-dense CRF and IRN is skipped; ``--no-seg`` stops after the pseudo-masks.
+dense CRF and IRN is skipped; with ``refine.method=psa`` PSA's AffinityNet is trained
+(train-aff) and walks instead; ``--no-seg`` stops after the pseudo-masks.
 
 Stages whose outputs exist are skipped, so a killed experiment resumes; each (seed, run) writes
 ``<out>/seg_<run>_s<seed>.json``, so several processes can share the work
@@ -29,18 +30,22 @@ from pathlib import Path
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import Config, load_config
-from csdseg.stages import (eval_seg, eval_sem_seg, make_ir_label, make_sem_seg, train_irn,
-                           train_seg)
+from csdseg.refiners import needs_training
+from csdseg.stages import (eval_seg, eval_sem_seg, make_ir_label, make_sem_seg, train_aff,
+                           train_irn, train_seg)
 
 PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"
 RUNS = ("base", "ctl", "csd")  # ctl: the same warm start and epochs as csd, CSD off
 
 
 def pseudo_and_seg(cfg: Config, seg: bool = True) -> dict:
-    if cfg.refine.method == "rw":  # the MCTformer preset makes CAM + CRF pseudo-masks instead
+    trained_by = needs_training(cfg.refine.method)  # rw: train-irn, psa: train-aff, crf: none
+    if trained_by == "train-irn":
         make_ir_label.run(cfg)
         if not (cfg.run_dir / "checkpoints" / "irn.pt").is_file():
             train_irn.run(cfg)
+    elif trained_by == "train-aff" and not (cfg.run_dir / "checkpoints" / "aff.pt").is_file():
+        train_aff.run(cfg)  # PSA's confident scores first, then AffinityNet
     make_sem_seg.run(cfg)
     pseudo = eval_sem_seg.evaluate(cfg, progress=False)
     out = {"pseudo_train": pseudo["miou"],
