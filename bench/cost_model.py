@@ -6,7 +6,8 @@ For every stage of the IRN and MCTformer recipes (the presets voc_irn / voc_mct;
 recipes on 82,783 images) the bench counts the FLOPs of one unit of its work (one training
 image at the preset's crop, one image's multi-scale CAMs at 375 x 500, ...) with
 ``torch.utils.flop_counter`` on meta tensors (2 FLOPs per multiply-add; backward included),
-times a smaller instance of the same network on this CPU to get the GFLOP/s it reaches here,
+times the same network on this CPU (the stage's unit, or a smaller batch of it) to get the
+GFLOP/s it reaches here,
 and times the CPU-only work (the dense CRFs, the random walk) on one 375 x 500 image directly.
 CPU hours = FLOPs / that rate (plus the measured per-image times); GPU hours = FLOPs /
 (``--gpu-tflops`` x ``--utilisation``), an assumption stated with the table, not a
@@ -47,11 +48,11 @@ def flops(fn: Callable[[torch.device], None]) -> float:
 
 
 def cpu_rate(fn: Callable[[torch.device], None]) -> float:
-    """GFLOP/s this CPU reaches on ``fn`` (one warm-up, then the best of two)."""
+    """GFLOP/s this CPU reaches on ``fn`` (one warm-up, then one timed run): the stage's own
+    unit, or a batch of 1-8 at its crop (ResNet-38: 320 px), since small inputs run slower."""
     cpu = torch.device("cpu")
     fn(cpu)
-    best = min(_timed(fn, cpu) for _ in range(2))
-    return flops(fn) / best / 1e9
+    return flops(fn) / _timed(fn, cpu) / 1e9
 
 
 def _timed(fn, device) -> float:
@@ -142,46 +143,51 @@ def main() -> None:
         "train-cam ResNet-50": (
             train_step(cam_net("resnet50_cam", k), (t.batch_size, 3, t.crop_size, t.crop_size),
                        lambda o: o["logits"].sum()),
-            train_step(cam_net("resnet50_cam", k), (2, 3, 256, 256), lambda o: o["logits"].sum()),
+            train_step(cam_net("resnet50_cam", k), (2, 3, t.crop_size, t.crop_size),
+                       lambda o: o["logits"].sum()),
             t.batch_size),
         "make-cam ResNet-50": (
             inference(cam_net("resnet50_cam", k), scaled(irn.cam.scales), lambda m, x: m.cam(x)),
-            inference(cam_net("resnet50_cam", k), scaled([0.5]), lambda m, x: m.cam(x)), 1),
+            inference(cam_net("resnet50_cam", k), scaled(irn.cam.scales), lambda m, x: m.cam(x)),
+            1),
         "train-irn": (
             train_step(lambda: IRNet(i.backbone, "none"), (i.batch_size, 3, i.crop_size,
                                                            i.crop_size),
                        lambda o: o[0].sum() + o[1].sum()),
-            train_step(lambda: IRNet(i.backbone, "none"), (2, 3, 256, 256),
+            train_step(lambda: IRNet(i.backbone, "none"), (2, 3, i.crop_size, i.crop_size),
                        lambda o: o[0].sum() + o[1].sum()), i.batch_size),
         "make-sem-seg IRN boundary": (  # image + mirror, zero-padded to the crop (official)
             inference(lambda: IRNet(i.backbone, "none"), [(2, 3, i.crop_size, i.crop_size)],
                       lambda m, x: m(x)),
-            inference(lambda: IRNet(i.backbone, "none"), [(2, 3, 256, 256)], lambda m, x: m(x)),
+            inference(lambda: IRNet(i.backbone, "none"), [(2, 3, i.crop_size, i.crop_size)],
+                      lambda m, x: m(x)),
             1),
         "train-seg DeepLab-v2": (
             train_step(lambda: build_seg_model(s.model, k), (s.batch_size, 3, crop_seg, crop_seg),
                        lambda o: o.sum()),
-            train_step(lambda: build_seg_model(s.model, k), (1, 3, 225, 225), lambda o: o.sum()),
+            train_step(lambda: build_seg_model(s.model, k), (1, 3, crop_seg, crop_seg),
+                       lambda o: o.sum()),
             s.batch_size),
         "eval-seg DeepLab-v2 (val)": (
             inference(lambda: build_seg_model(s.model, k), scaled(s.scales), lambda m, x: m(x)),
-            inference(lambda: build_seg_model(s.model, k), scaled([0.5]), lambda m, x: m(x)), 1),
+            inference(lambda: build_seg_model(s.model, k), scaled([1.0]), lambda m, x: m(x)), 1),
         "train-cam MCTformer-V2": (
             train_step(cam_net(mct.model.name, k), (mct.train.batch_size, 3, 224, 224),
                        lambda o: o["logits"].sum()),
-            train_step(cam_net(mct.model.name, k), (4, 3, 224, 224), lambda o: o["logits"].sum()),
+            train_step(cam_net(mct.model.name, k), (8, 3, 224, 224), lambda o: o["logits"].sum()),
             mct.train.batch_size),
         "make-cam MCTformer-V2": (
             inference(cam_net(mct.model.name, k), scaled(mct.cam.scales), lambda m, x: m.cam(x)),
-            inference(cam_net(mct.model.name, k), scaled([0.5]), lambda m, x: m.cam(x)), 1),
+            inference(cam_net(mct.model.name, k), scaled(mct.cam.scales), lambda m, x: m.cam(x)),
+            1),
         "train-aff ResNet-38": (
             train_step(AFF_NETWORKS[p.network], (p.batch_size, 3, p.crop_size, p.crop_size),
                        lambda o: o.sum()),
-            train_step(AFF_NETWORKS[p.network], (1, 3, 160, 160), lambda o: o.sum()),
+            train_step(AFF_NETWORKS[p.network], (1, 3, 320, 320), lambda o: o.sum()),
             p.batch_size),
         "make-sem-seg PSA affinities": (
             inference(AFF_NETWORKS[p.network], scaled([1.0], views=1), lambda m, x: m(x)),
-            inference(AFF_NETWORKS[p.network], scaled([0.5], views=1), lambda m, x: m(x)), 1),
+            inference(AFF_NETWORKS[p.network], scaled([1.0], views=1), lambda m, x: m(x)), 1),
     }
     gflop, rate = {}, {}
     for name, (full, small, per) in nets.items():
@@ -214,13 +220,14 @@ def main() -> None:
                 ("MCT", "train-aff ResNet-38", n_train * p.epochs),
                 ("MCT", "make-sem-seg PSA affinities", n_train)]
         print(f"#### {dataset}: {n_train:,} training images, {n_val:,} val\n")
+        threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
         print("| recipe | stage | images processed | GFLOP / image | CPU hours here "
-              f"({args.threads} threads) | GPU hours (estimate) |\n|---|---|---|---|---|---|")
+              f"({threads}) | GPU hours (estimate) |\n|---|---|---|---|---|---|")
         for recipe, stage, units in plan:
             if "CRFs" in stage or "walk" in stage:
                 seconds = direct["two CRFs" if "CRFs" in stage else "random walk"] * units
                 print(f"| {recipe} | {stage} | {units:,} | - | {seconds / 3600 / args.threads:.1f}"
-                      f" (measured per image, {args.threads} processes) | CPU-side |")
+                      f" (measured per image; {args.threads} process(es)) | CPU-side |")
                 continue
             total = gflop[stage] * units
             print(f"| {recipe} | {stage} | {units:,} | {gflop[stage]:.0f} | "
