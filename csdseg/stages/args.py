@@ -4,6 +4,9 @@ here, so no stage imports the CLI."""
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
+from typing import Any
 
 from csdseg.config import Config, load_config
 
@@ -19,3 +22,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
+
+
+def print_report(report: dict[str, Any], table: Callable[[dict[str, Any]], str],
+                 as_json: bool = False) -> dict[str, Any]:
+    """An evaluation stage's output: its table, or (``--json``) the report itself."""
+    print(json.dumps(report, indent=2) if as_json else table(report))
+    return report

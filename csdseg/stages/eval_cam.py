@@ -13,7 +13,6 @@ Writes ``runs/<name>/reports/eval_cam_<split>.json`` (one file per split); ``--j
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from csdseg.config import Config, ConfigError
@@ -22,7 +21,7 @@ from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_cams, format_report, sweep_thresholds, trivial_mious
 from csdseg.io import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
-from csdseg.stages.args import add_config_arguments, config_from_args
+from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 
 HELP = "score CAMs against ground-truth masks (mIoU at 0.15 and over a threshold sweep)"
 STAGE = "eval_cam"
@@ -50,9 +49,7 @@ def evaluate(cfg: Config, progress: bool = True) -> dict[str, Any]:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    report = evaluate(cfg)
-    print(format_report(report))
-    return report
+    return print_report(evaluate(cfg), format_report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,9 +59,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    if args.json:
-        print(json.dumps(evaluate(cfg), indent=2))
-    else:
-        run(cfg)
+    print_report(evaluate(config_from_args(args)), format_report, args.json)
     return 0

@@ -29,7 +29,7 @@ from csdseg.io import atomic_save_png, atomic_write_json
 from csdseg.engine.checkpoint import load_seg_model
 from csdseg.ops.seg_inference import predict_probs
 from csdseg.runs import RunDir
-from csdseg.stages.args import add_config_arguments, config_from_args
+from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 from csdseg.visualize import palette_png
 
 HELP = "score the segmentation network (multi-scale + flip, optional CRF) and write predictions"
@@ -105,9 +105,7 @@ def evaluate(cfg: Config, split: str | None = None, checkpoint: str | None = Non
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    report = evaluate(cfg)
-    print(format_report(report))
-    return report
+    return print_report(evaluate(cfg), format_report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,6 @@ mIoU, single- vs multi-label mIoU and co-occurrence confusion; it is written to
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
-from csdseg.stages.args import add_config_arguments, config_from_args
+from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 
 HELP = "score pseudo-masks (or any folder of label PNGs) against ground truth: per-class IoU, mIoU"
 STAGE = "eval_sem_seg"
@@ -49,9 +48,7 @@ def evaluate(cfg: Config, folder: str | Path | None = None, progress: bool = Tru
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    report = evaluate(cfg)
-    print(format_report(report))
-    return report
+    return print_report(evaluate(cfg), format_report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +58,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    report = evaluate(cfg, args.dir)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print_report(evaluate(config_from_args(args), args.dir), format_report, args.json)
     return 0
