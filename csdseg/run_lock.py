@@ -8,9 +8,8 @@ which calls :func:`acquire`. The lock file holds JSON::
 
 * Taken atomically: the JSON goes to a hidden temp file, hard-linked to ``.lock`` (``os.link``
   fails if it exists, so no lock is ever half-written); else ``O_CREAT | O_EXCL``.
-* Held for the life of the process and re-entrant: the pipeline runs all stages in one process,
-  so a second ``start_stage`` on the same run only records the new stage. It is removed at exit
-  (normal exit, an exception, ``sys.exit``); :func:`release` drops it earlier (tests, notebooks).
+* Held for the life of the process, re-entrant (the pipeline's next stage only records itself),
+  removed at exit or by :func:`release` (tests, notebooks).
 * A second process finds the lock and stops at once with :class:`RunLockedError`, naming the
   holder (pid, host, stage, start time, command) and what to do.
 * A lock left by a killed process (``kill -9``, pre-emption, a crash) is stale: same host, and
