@@ -17,8 +17,8 @@ which calls :func:`acquire`. The lock file holds JSON::
   has rebooted since (boot id differs). It is taken over, with a log line. Two processes that
   find the same stale lock serialise on ``.lock.takeover`` (``O_EXCL``), and the one that gets
   it removes ``.lock`` only if it still holds the very bytes judged stale, so exactly one wins.
-* A lock from another host cannot be checked: the error says to delete it if that job is gone.
-* Under ``torchrun`` only rank 0 takes it (:func:`is_writer`).
+* A lock from another host cannot be checked (the error says to delete it if that job is
+  gone). Under ``torchrun`` only rank 0 takes it (:func:`is_writer`).
 """
 from __future__ import annotations
 
