@@ -12,11 +12,10 @@ which calls :func:`acquire`. The lock file holds JSON::
   removed at exit or by :func:`release` (tests, notebooks).
 * A second process finds the lock and stops at once with :class:`RunLockedError`, naming the
   holder (pid, host, stage, start time, command) and what to do.
-* A lock left by a killed process (``kill -9``, pre-emption, a crash) is stale: same host, and
-  the pid is gone, is a zombie, belongs to a newer process (start time differs) or the machine
-  has rebooted since (boot id differs). It is taken over, with a log line. Two processes that
-  find the same stale lock serialise on ``.lock.takeover`` (``O_EXCL``), and the one that gets
-  it removes ``.lock`` only if it still holds the very bytes judged stale, so exactly one wins.
+* A lock left by a killed process is stale (same host, and the pid gone, a zombie, a newer
+  process's (start time differs) or from before a reboot (boot id differs)) and is taken over,
+  with a log line. Two processes finding one stale lock serialise on ``.lock.takeover``
+  (``O_EXCL``); the winner removes ``.lock`` only if it still holds the bytes judged stale.
 * A lock from another host cannot be checked (the error says to delete it if that job is
   gone). Under ``torchrun`` only rank 0 takes it (:func:`is_writer`).
 """
