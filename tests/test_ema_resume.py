@@ -101,3 +101,28 @@ def test_a_resumed_ema_run_ends_as_an_uninterrupted_one(tmp_path):
     student = load_checkpoint(RunDir(tmp_path / "whole").checkpoint("cam"))["model"]
     ema = whole.ema.state_dict()
     assert not all(torch.equal(ema[k], student[k]) for k in ema if ema[k].is_floating_point())
+
+
+def test_a_resumed_run_with_stochastic_layers_ends_as_an_uninterrupted_one(tmp_path):
+    """MCTformer's drop path draws from the global torch RNG every step; a resumed run restores
+    that RNG, and nothing between the restore and the next step may draw from it (a DataLoader
+    iterator started mid-epoch did: the fault harness's MCTformer + CSD episodes caught it)."""
+    def run_mct(folder, step_fn):
+        torch.manual_seed(0)
+        model = build_model("mctformer_v2_tiny", K, "none")  # drop_path_rate 0.1
+        optimizer = torch.optim.AdamW(model.param_groups(1e-3, 1e-4, 10.0), lr=1e-3)
+        return train(TrainSpec(
+            stage="train_cam", ckpt_name="cam", model=model, optimizer=optimizer,
+            dataset=Pastes(), batch_size=BATCH, epochs=EPOCHS, lr_at=lambda step, total: 1e-3,
+            step_fn=step_fn, device=torch.device("cpu"), run=RunDir(folder),
+            save_every=KILL_AFTER, log_every=1, collate_fn=collate))
+
+    cfg = CsdConfig(enabled=True)
+    run_mct(tmp_path / "whole", CSDStep(cfg))
+    with pytest.raises(Killed):
+        run_mct(tmp_path / "cut", KilledAfter(cfg, KILL_AFTER))
+    run_mct(tmp_path / "cut", CSDStep(cfg))
+    a, b = (load_checkpoint(RunDir(tmp_path / d).checkpoint("cam"))["model"] for d in ("whole", "cut"))
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    logs = [read_log(RunDir(tmp_path / d).log("train_cam"), "step") for d in ("whole", "cut")]
+    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]

@@ -147,9 +147,14 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             sampler = EpochBatchSampler(n, spec.batch_size, spec.seed, epoch, start=offset)
+            # Its own generator: a DataLoader draws its workers' base seed from the global torch
+            # RNG when an iterator starts, and a resumed run starts one mid-epoch, after the
+            # RNG state was restored: stochastic layers (MCTformer's drop path) would then see
+            # other numbers than in the uninterrupted run. Samples do not depend on it.
             loader = DataLoader(spec.dataset, batch_sampler=sampler, num_workers=spec.num_workers,
                                 collate_fn=spec.collate_fn, worker_init_fn=worker_init,
-                                pin_memory=spec.device.type == "cuda")
+                                pin_memory=spec.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(spec.seed * 10007 + epoch))
             bar = tqdm(loader, desc=f"{spec.stage} epoch {epoch + 1}/{spec.epochs}",
                        disable=not dist.is_main(), leave=False)
             for batch in bar:
