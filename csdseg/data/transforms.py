@@ -126,5 +126,15 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+def keyed_sample(source, seed: int, key: tuple[int, int]) -> tuple[str, np.random.Generator,
+                                                                    np.ndarray]:
+    """(image id, its augmentation generator, its decoded image) for an ``(epoch, index)`` key:
+    the start of every stage dataset whose samples are a pure function of the key."""
+    epoch, i = key
+    image_id = source.ids[i]
+    return image_id, sample_rng(seed, epoch, i), source.load_image(image_id)
+
+
 __all__ = ["IGNORE_INDEX", "normalize", "denormalize", "rescale", "resize_to", "random_resize_long",
-           "random_scale", "random_hflip", "random_crop", "random_resized_crop", "sample_rng"]
+           "random_scale", "random_hflip", "random_crop", "random_resized_crop", "sample_rng",
+           "keyed_sample"]

@@ -31,7 +31,7 @@ from csdseg.config import Config, ConfigError, PsaConfig, to_dict
 from csdseg.data import Source, build_source
 from csdseg.data.augment import normalize_lut
 from csdseg.data.colour_jitter import colour_jitter
-from csdseg.data.transforms import random_crop, sample_rng
+from csdseg.data.transforms import keyed_sample, random_crop
 from csdseg.device import resolve_device
 from csdseg.config.fingerprint import resume_difference
 from csdseg.engine import dist
@@ -74,10 +74,7 @@ class AffDataset(Dataset):
         return len(self.source)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, i = key
-        image_id = self.source.ids[i]
-        rng = sample_rng(self.seed, epoch, i)
-        img = self.source.load_image(image_id)
+        image_id, rng, img = keyed_sample(self.source, self.seed, key)
         low, high = load_scores(self.folder / f"{image_id}.npz", img.shape[:2])
         img = colour_jitter(img, rng, *self.p.colour_jitter)
         chw, low, high = random_crop([np.ascontiguousarray(img.transpose(2, 0, 1)), low, high],

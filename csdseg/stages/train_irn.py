@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from csdseg.config import Config, ConfigError, to_dict
 from csdseg.data import Source, build_source
 from csdseg.data.augment import ScaleCrop
-from csdseg.data.transforms import sample_rng
+from csdseg.data.transforms import keyed_sample
 from csdseg.device import resolve_device
 from csdseg.config.fingerprint import resume_difference
 from csdseg.engine.checkpoint import load_checkpoint
@@ -51,10 +51,7 @@ class AffinityDataset(Dataset):
         return len(self.source)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, i = key
-        image_id = self.source.ids[i]
-        rng = sample_rng(self.seed, epoch, i)
-        img = self.source.load_image(image_id)
+        image_id, rng, img = keyed_sample(self.source, self.seed, key)
         label = read_label_png(self.label_dir / f"{image_id}.png", self.source.num_classes,
                                img.shape[:2], made_by="make-ir-label", what="confident labels")
         img, (label,) = self.augment(img, rng, (label,))
