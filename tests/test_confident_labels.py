@@ -264,6 +264,7 @@ def test_csd_masks_live_in_the_csd_run_and_link_matching_baseline_labels(run_cfg
     before = {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()}
     csd = copy.deepcopy(run_cfg)
     csd.name, csd.csd.from_run, csd.data.train_split = "t_csd", "t", "mini"
+    csd.ir_label.num_workers = 3  # how the labels are computed, not what: still linked
     make_csd_masks.run(csd)
     own = RunDir.from_config(csd).csd_mask_dir
     for image_id in IDS:  # the same files (hard links), the baseline's untouched

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError, load_config, to_dict
+from csdseg.config.fingerprint import HOW_NOT_WHAT
 from csdseg.csd.dataset import MaskStore
 from csdseg.data import Source, build_source
 from csdseg.data.classes import IGNORE_INDEX
@@ -81,7 +82,9 @@ def _fmt(x: float | None) -> str:
 
 def _settings(cfg: Config) -> dict:
     """What confident labels depend on besides the CAMs: the CRF settings and the split."""
-    return {"ir_label": {k: v for k, v in to_dict(cfg)["ir_label"].items() if k != "workers"},
+    # how-not-what settings (e.g. ir_label.num_workers) never change a label: leave them out
+    return {"ir_label": {k: v for k, v in to_dict(cfg)["ir_label"].items()
+                         if f"ir_label.{k}" not in HOW_NOT_WHAT},
             "split": cfg.data.train_split, "data_root": cfg.data.root}
 
 
