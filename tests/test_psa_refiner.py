@@ -64,8 +64,9 @@ def test_pipeline_with_psa_through_make_sem_seg(synth_root, tmp_path):
     records = pipeline.execute(steps, stop="make-sem-seg", echo=False)
     status = {r["stage"]: (r["status"], r["why"]) for r in records}
     assert status["train-irn"] == ("not needed", "refine.method=psa")
+    assert status["make-ir-label"] == ("not needed", "refine.method=psa")
     assert [s for s, (st, _) in status.items() if st == "ran"] == [
-        "train-cam", "make-cam", "eval-cam", "make-ir-label", "train-aff", "make-sem-seg"]
+        "train-cam", "make-cam", "eval-cam", "train-aff", "make-sem-seg"]
     rd = RunDir(tmp_path / "p")
     assert rd.checkpoint("aff").is_file() and len(list(rd.sem_seg_dir.glob("*.png"))) == 8
     again = pipeline.execute(steps, stop="make-sem-seg", echo=False)

@@ -18,7 +18,7 @@ from csdseg.stages.registry import BY_NAME, PIPELINE, STAGES, fingerprint_keys
 PRESET = "synthetic_irn"
 # a baseline's own stages (the preset's refine.method=rw does not need train-aff: tested apart)
 EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-aff")]
-PSA_EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "train-irn")]
+PSA_EVERY = [s for s in PIPELINE if s not in ("make-csd-masks", "make-ir-label", "train-irn")]
 
 
 def tiny(root, runs, *extra):
@@ -85,9 +85,10 @@ AFTER_PSEUDO = {"make-sem-seg", "eval-sem-seg", "train-seg", "eval-seg"}
     ("psa.lr=0.5", {"train-aff"} | AFTER_PSEUDO),
     ("psa.low_alpha=2", {"train-aff"} | AFTER_PSEUDO),  # the cached scores are retired too
     ("psa.walk=mct", AFTER_PSEUDO),
-    # PSA makes its own confident labels, but make-sem-seg's upstream is one fixed list (IRN's
-    # stages count for every refiner): a needless rerun, never a stale mask
-    ("ir_label.fg_threshold=0.4", {"make-ir-label"} | AFTER_PSEUDO),
+    # PSA makes its own confident labels: IRN's (make-ir-label) are not needed, and their
+    # settings rerun nothing
+    ("ir_label.fg_threshold=0.4", set()),
+    ("irn.lr=0.5", set()),
     ("cam.scales=[1.0]", set(PSA_EVERY) - {"train-cam"}),
 ])
 def test_psa_settings_rerun_train_aff_or_the_walk(synth_root, tmp_path, override, expected):

@@ -102,7 +102,7 @@ def stale_reason(stage: str, cfg: Config) -> str | None:
     recorded = fingerprint.recorded_settings(record)
     if recorded is None:  # no record: outputs made by hand or by an older csdseg
         return None
-    keys = fingerprint_keys(stage)
+    keys = fingerprint_keys(stage, cfg)
     now, then = (fingerprint.select(v, keys) for v in (fingerprint.settings(cfg), recorded))
     if fingerprint.digest(now) != fingerprint.digest(then):
         changed = fingerprint.difference(now, then)

@@ -141,8 +141,11 @@ STAGES: list[Stage] = [
     Stage("make-csd-masks", "csdseg.stages.make_csd_masks",
           ("ir_label", "csd.from_run", "csd.mask_source", "csd.masks", "csd.variant"), (),
           _csd_masks, lambda rd: [rd.csd_mask_dir], _baseline_checkpoint),
+    # IRN's confident labels are read by train-irn alone (CSD's masks make their own when
+    # the baseline has none), so other refiners skip them
     Stage("make-ir-label", "csdseg.stages.make_ir_label", ("ir_label",), ("make-cam",),
-          _per_image(lambda rd: rd.ir_label_dir, ".png"), lambda rd: [rd.ir_label_dir]),
+          _per_image(lambda rd: rd.ir_label_dir, ".png"), lambda rd: [rd.ir_label_dir],
+          needed=_trained_for("train-irn")),
     Stage("show-csd", "csdseg.stages.show_csd"),
     Stage("train-irn", "csdseg.stages.train_irn", IRN_TRAIN, ("make-ir-label",),
           _checkpoint("irn"), lambda rd: _logs(rd, "train-irn", "irn"),
@@ -168,9 +171,13 @@ BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 PIPELINE: list[str] = [s.name for s in STAGES if s.complete is not None]
 
 
-def fingerprint_keys(name: str) -> tuple[str, ...]:
-    """The stage's own keys and, transitively, its upstream stages' keys."""
+def fingerprint_keys(name: str, cfg: Config | None = None) -> tuple[str, ...]:
+    """The stage's own keys and, transitively, its upstream stages' keys; given ``cfg``, an
+    upstream stage it does not need (e.g. train-irn under ``refine.method=psa``) adds none,
+    so IRN's settings do not rerun PSA's masks."""
     stage, keys = BY_NAME[name], []
     for up in stage.upstream:
-        keys += [k for k in fingerprint_keys(up) if k not in keys]
+        if cfg is not None and BY_NAME[up].needed(cfg) is not None:
+            continue
+        keys += [k for k in fingerprint_keys(up, cfg) if k not in keys]
     return (*keys, *(k for k in stage.keys if k not in keys))
