@@ -10,7 +10,11 @@ mIoU of its confident labels (two dense CRFs, scored on the confident pixels onl
 Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
 ``<out>/results_s<seed>.json`` and prints a markdown table (mean +- std over seeds) last.
 
-Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
+Each run's result is also kept in ``<out>/part_<run>_s<seed>.json``; ``--jobs 2`` trains
+two runs at once as child processes (one torch thread each; a seed's csd and ctl wait for its
+base), with the same result files as one process (tests/test_job_pool.py).
+
+Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [--jobs 2] [key=value ...]
        (``--preset synthetic_mct --extra-lr 1e-4``: the same on MCTformer)
 """
 from __future__ import annotations
@@ -25,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from job_pool import Job, python_argv, run_jobs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
 from csdseg.data.synthetic import generate
+from csdseg.io import atomic_write_json
 from csdseg.label_file import read_label_png
 from csdseg.metrics import confusion_matrix, iou_per_class
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_ir_label, train_cam
@@ -76,28 +82,59 @@ def evaluate(cfg: Config) -> dict:
     return out
 
 
-def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace,
-             with_csd: bool = True) -> dict:
-    """base, csd and ctl of one seed (``with_csd=False``: base and ctl, csd_study.py's)."""
+RUNS = ("base", "csd", "ctl")  # csd and ctl start from base's checkpoint
+
+
+def run_part(root: Path, out: Path, seed: int, run: str, args: argparse.Namespace) -> dict:
+    """One run of a seed, trained if needed and evaluated: ``{run: metrics}`` (csd also
+    ``masks``: the quality of its masks)."""
     common = [f"data.root={root}", f"run_root={out}", f"seed={seed}", *args.overrides]
     preset = Path(args.preset)
-    base = load_config(preset, [*common, f"name=base_s{seed}", f"train.epochs={args.epochs}"])
-    if not (base.run_dir / "checkpoints" / "cam.pt").is_file():
-        train_cam.run(base)
-    results = {"base": evaluate(base)}
-    # CSD's masks in the CSD run's own folder (linked from base's confident labels)
-    if with_csd:
-        masks = load_config(preset, [*common, f"name=csd_s{seed}", f"csd.from_run=base_s{seed}"])
-        results["masks"] = make_csd_masks.run(masks)
-    warm = [f"train.init_from={base.run_dir}", f"train.epochs={args.extra_epochs}",
-            f"optim.lr={args.extra_lr}"]
-    runs = [("csd", ["csd.enabled=true", f"csd.from_run=base_s{seed}"])] if with_csd else []
-    for name, extra in (*runs, ("ctl", [])):
-        cfg = load_config(preset, [*common, f"name={name}_s{seed}", *warm, *extra])
-        if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
-            train_cam.run(cfg)
-        results[name] = evaluate(cfg)
+    if run == "base":
+        cfg = load_config(preset, [*common, f"name=base_s{seed}", f"train.epochs={args.epochs}"])
+        result = {}
+    else:
+        warm = [f"train.init_from={out / f'base_s{seed}'}", f"train.epochs={args.extra_epochs}",
+                f"optim.lr={args.extra_lr}"]
+        csd = ["csd.enabled=true", f"csd.from_run=base_s{seed}"] if run == "csd" else []
+        cfg = load_config(preset, [*common, f"name={run}_s{seed}", *warm, *csd])
+        # CSD's masks in the CSD run's own folder (linked from base's confident labels)
+        result = {"masks": make_csd_masks.run(cfg)} if run == "csd" else {}
+    if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
+        train_cam.run(cfg)
+    return {**result, run: evaluate(cfg)}
+
+
+def part_path(out: Path, seed: int, run: str) -> Path:
+    return out / f"part_{run}_s{seed}.json"
+
+
+def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace,
+             with_csd: bool = True) -> dict:
+    """base, csd and ctl of one seed (``with_csd=False``: base and ctl, csd_study.py's), each
+    run's result kept in its own file, so a killed seed resumes after its last finished run."""
+    results = {}
+    for run in (r for r in RUNS if with_csd or r != "csd"):
+        path = part_path(out, seed, run)
+        if not path.is_file():
+            atomic_write_json(path, run_part(root, out, seed, run, args))
+        results.update(json.loads(path.read_text()))
     return results
+
+
+def run_parallel(out: Path, seeds: list[int], args: argparse.Namespace) -> None:
+    """Every (seed, run) as its own process, ``--jobs`` at a time (bench/job_pool.py): the
+    same result files as the sequential path."""
+    flags = ["--out", str(out), "--preset", str(args.preset), "--n-train", str(args.n_train),
+             "--n-val", str(args.n_val), "--size", str(args.size), "--data-seed",
+             str(args.data_seed), "--epochs", str(args.epochs), "--extra-epochs",
+             str(args.extra_epochs), "--extra-lr", str(args.extra_lr)]
+    jobs = [Job(f"{run}_s{seed}", python_argv(__file__, *flags, "--seeds", str(seed),
+                                              "--part", run, "--", *args.overrides),
+                after=() if run == "base" else (f"base_s{seed}",),
+                done=lambda p=part_path(out, seed, run): p.is_file())
+            for seed in seeds if not (out / f"results_s{seed}.json").is_file() for run in RUNS]
+    run_jobs(jobs, args.jobs, out / "logs")
 
 
 ROWS = [("CAM mIoU @0.15, train", ["train", "miou"]),
@@ -168,14 +205,28 @@ def main() -> None:
     parser.add_argument("--extra-lr", type=float, default=0.01)
     parser.add_argument("--reevaluate", action="store_true",
                         help="redo the evaluation of finished runs (training is skipped)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, one process each (one torch thread each "
+                             "unless OMP_NUM_THREADS says otherwise); 1: one process, in order")
+    parser.add_argument("--part", choices=RUNS, help=argparse.SUPPRESS)  # a --jobs child
     args = parse_args(parser)  # key=value overrides anywhere on the line
     out = Path(args.out)
+    if args.part:  # one run of one seed, for run_parallel; the data exist already
+        [seed] = args.seeds
+        path = part_path(out, seed, args.part)
+        if not path.is_file():
+            atomic_write_json(path, run_part(out / "data", out, seed, args.part, args))
+        return
     root = generate(out / "data", args.n_train, args.n_val, args.size, args.data_seed)
     start = time.time()
     per_seed = {}
     if args.reevaluate:  # new metrics on finished runs: only the evaluation is redone
         for seed in args.seeds:
             (out / f"results_s{seed}.json").unlink(missing_ok=True)
+            for run in RUNS:
+                part_path(out, seed, run).unlink(missing_ok=True)
+    if args.jobs > 1:
+        run_parallel(out, args.seeds, args)
     for seed in args.seeds:  # one file per seed, so seeds can run in parallel processes
         path = out / f"results_s{seed}.json"
         if not path.is_file():
