@@ -106,8 +106,11 @@ class MemorySource:
         return self._label
 
 
-def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "torch"):
-    """(official model, csdseg model, images, label, runners) with the same weights."""
+def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "torch",
+          only: str | None = None):
+    """(run_official, run_ours) with the same weights; ``only="official"`` / ``"csdseg"``
+    builds that path alone (the other runner is None), so a --memory worker holds one path's
+    model and engine, not both."""
     from csdseg.data.cam_dataset import MultiScaleDataset
     from csdseg.models import build_model
     from csdseg.ops.cam import multiscale_cam
@@ -115,17 +118,20 @@ def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "to
 
     torch.manual_seed(0)
     official = build_model("resnet50_cam", 20, "none").eval().to(device)
-    ours = copy.deepcopy(official)
-    if device.type == "cpu":  # as csdseg/stages/make_cam.py does
+    ours = copy.deepcopy(official) if only != "official" else None
+    if only == "csdseg":
+        del official  # the copy holds the same weights
+    if ours is not None and device.type == "cpu":  # as csdseg/stages/make_cam.py does
         ours.to(memory_format=torch.channels_last)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for _ in range(n_images + 1)]
     label = np.isin(np.arange(20), [3, 14]).astype(np.float32)
     dataset = MultiScaleDataset(MemorySource(images, label), [str(i) for i in range(len(images))],
                                 list(scales), True)
-    cam_fn, used = cam_function(ours, backend, device)
-    if used != backend:
-        raise SystemExit(f"--backend {backend} is not available here (see the warning above)")
+    if ours is not None:
+        cam_fn, used = cam_function(ours, backend, device)
+        if used != backend:
+            raise SystemExit(f"--backend {backend} is not available here (see the warning above)")
 
     def sync() -> None:
         if device.type == "cuda":
@@ -145,7 +151,21 @@ def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "to
         sync()
         return low.numpy(), high.numpy()
 
-    return run_official, run_ours
+    return (None if only == "csdseg" else run_official), (None if only == "official" else run_ours)
+
+
+def own_peak_gib() -> float:
+    """This process's peak RSS since it started its program. Not ``ru_maxrss``: Linux keeps
+    that across execve, so a worker started from a big parent reports the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS: bytes; no execve carry-over
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
 def peak_of(path: str, n_images: int, device: str, backend: str) -> float:
@@ -201,11 +221,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.worker:  # one path alone, for its peak memory
-        run_official, run_ours = build(device, args.images, args.scales, args.backend)
+        run_official, run_ours = build(device, args.images, args.scales, args.backend,
+                                       only=args.worker)
         fn = run_official if args.worker == "official" else run_ours
         for i in range(args.images + 1):
             fn(i)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        peak = own_peak_gib()
         print(json.dumps({"peak_gib": peak}))
         return
     print(f"machine: {machine()}, device {device}")

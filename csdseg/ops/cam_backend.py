@@ -67,6 +67,9 @@ def onnxruntime_cam_fn(model: nn.Module, threads: int | None = None) -> CamFn:
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
+    # no memory pattern: it is planned per input shape, and every scale and image size
+    # differs; with it the process peaked at 1.29x the official path's memory, without 1.06x
+    options.enable_mem_pattern = False
     example = torch.zeros(2, 3, 64, 64)
     session = ort.InferenceSession(onnx_bytes(model, example), options,
                                    providers=["CPUExecutionProvider"])
