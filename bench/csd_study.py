@@ -194,6 +194,8 @@ def confirm(args: argparse.Namespace) -> None:
         res, run = out / f"results_s{seed}.json", out / f"study_{args.setting}_s{seed}.json"
         if res.is_file() and run.is_file():
             per_seed[seed] = {**json.loads(res.read_text()), "csd": json.loads(run.read_text())}
+        elif res.is_file() and args.setting == "ours_x1" and "csd" in json.loads(res.read_text()):
+            per_seed[seed] = json.loads(res.read_text())  # csd_experiment.py's own CSD run
     print(f"{args.setting} against the control, seeds {sorted(per_seed)}\n")
     print(summarise(per_seed))
 
