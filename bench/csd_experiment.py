@@ -12,7 +12,9 @@ Stages whose outputs exist are skipped, so a killed experiment resumes. Writes
 
 Each run's result is also kept in ``<out>/part_<run>_s<seed>.json``; ``--jobs 2`` trains
 two runs at once as child processes (one torch thread each; a seed's csd and ctl wait for its
-base), with the same result files as one process (tests/test_job_pool.py).
+base), with the same result files as one process at the same OMP_NUM_THREADS
+(tests/test_job_pool.py); give ``ir_label.num_workers=1`` so that each child's CRFs do not
+start a pool of their own.
 
 Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [--jobs 2] [key=value ...]
        (``--preset synthetic_mct --extra-lr 1e-4``: the same on MCTformer)

@@ -5,11 +5,13 @@ need its baseline; seeds need nothing of each other). One torch thread per proce
 process per core uses a 2-core machine fully, where one process with two threads gains little
 on these small networks. Each piece is a separate command that writes its own result file,
 so the results are those of the sequential path (nothing is shared between processes but
-files on disk), and a killed pool resumes: finished pieces are skipped.
+files on disk; with the same ``OMP_NUM_THREADS``: float sums depend on the thread count), and a
+killed pool resumes: finished pieces are skipped.
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,14 +44,22 @@ def run_jobs(jobs: list[Job], slots: int, log_dir: Path) -> None:
     pending = [j for j in jobs if j.name not in finished]
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     start = time.time()
+
+    def stop(signum, frame):  # a plain `kill` of the pool stops its children too
+        raise SystemExit(f"stopped by signal {signum}")
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while pending or running:
             for job in [j for j in pending if all(a in finished for a in j.after)]:
                 if len(running) >= max(1, slots):
                     break
                 log = open(log_dir / f"{job.name}.log", "a")
-                running[job.name] = (subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
-                                                      env=env), time.time(), log)
+                try:
+                    proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+                except BaseException:
+                    log.close()
+                    raise
+                running[job.name] = (proc, time.time(), log)
                 pending.remove(job)
                 print(f"[{time.time() - start:6.0f} s] start {job.name}", flush=True)
             if not running:  # nothing can start: a dependency cycle
@@ -67,9 +77,14 @@ def run_jobs(jobs: list[Job], slots: int, log_dir: Path) -> None:
                 print(f"[{time.time() - start:6.0f} s] done  {name} ({time.time() - began:.0f} s)",
                       flush=True)
     finally:
-        for proc, _, log in running.values():  # on a failure or Ctrl-C: no orphans left behind
+        signal.signal(signal.SIGTERM, previous)
+        for proc, _, log in running.values():  # on a failure, Ctrl-C or kill: no orphans
             proc.terminate()
-            proc.wait()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             log.close()
 
 

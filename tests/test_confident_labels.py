@@ -281,6 +281,39 @@ def test_csd_masks_live_in_the_csd_run_and_link_matching_baseline_labels(run_cfg
     assert {p.name: p.stat().st_mtime_ns for p in base.ir_label_dir.iterdir()} == before
 
 
+def test_csd_masks_are_not_linked_from_labels_older_than_the_cams(run_cfg):
+    """Labels the baseline made before its CAMs were rewritten (new weights, a cam.* change
+    under a refiner that never reads them) are not reused: CSD makes its own from the CAMs."""
+    import copy
+    import os
+
+    from csdseg.cam_file import save_cam
+    from csdseg.stages import make_csd_masks
+
+    make_ir_label.run(run_cfg)
+    base = RunDir.from_config(run_cfg)
+    record = base.config("make-ir-label")
+    os.utime(record, (record.stat().st_mtime - 10,) * 2)  # the labels are from before ...
+    keys = np.array([0, 11])
+    high = np.zeros((2, 24, 32), np.float32)
+    high[1, 2:20, 2:30] = 1.0  # ... this rewrite of the first image's CAMs
+    save_cam(base.cam_dir / f"{IDS[0]}.npy", keys, high[:, ::4, ::4], high)
+    csd = copy.deepcopy(run_cfg)
+    csd.name, csd.csd.from_run, csd.data.train_split = "t_csd", "t", "mini"
+    make_csd_masks.run(csd)
+    own = RunDir.from_config(csd).csd_mask_dir
+    assert not (own / f"{IDS[0]}.png").samefile(base.ir_label_dir / f"{IDS[0]}.png")
+    made = np.asarray(Image.open(own / f"{IDS[0]}.png"))
+    assert (made == 12).sum() > (np.asarray(Image.open(base.ir_label_dir / f"{IDS[0]}.png")) == 12).sum()
+    # and the pipeline calls the CSD run's masks stale when the baseline's CAMs change again
+    from csdseg.stages import pipeline
+    assert pipeline.stale_reason("make-csd-masks", csd) is None
+    later = RunDir.from_config(csd).config("make-csd-masks").stat().st_mtime + 5
+    save_cam(base.cam_dir / f"{IDS[1]}.npy", keys, high[:, ::4, ::4], high)
+    os.utime(base.cam_dir, (later, later))
+    assert "is newer than this stage's outputs" in pipeline.stale_reason("make-csd-masks", csd)
+
+
 def test_make_csd_masks_only_checks_masks_it_does_not_make(run_cfg):
     """csd.masks=final (the authors' reading) trains on the baseline's pseudo-masks: make-csd-
     masks checks and scores that folder and makes nothing."""

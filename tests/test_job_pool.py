@@ -88,3 +88,30 @@ def test_csd_experiment_in_parallel_gives_the_sequential_results(tmp_path):
     assert set(results["2"]) == {"base", "masks", "csd", "ctl"}
     assert results["1"] == results["2"]
     assert (tmp_path / "jobs2" / "logs" / "csd_s0.log").is_file()
+
+
+def test_a_killed_pool_takes_its_children_with_it(tmp_path):
+    """`kill POOL` (SIGTERM) must not leave a training child running unsupervised."""
+    import signal
+    import time
+
+    child = f"import os, time, pathlib; pathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid())); time.sleep(60)"
+    pool = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; "
+            f"from job_pool import Job, run_jobs; "
+            f"run_jobs([Job('c', [sys.executable, '-c', {child!r}])], 1, Path({str(tmp_path)!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", pool])
+    for _ in range(200):
+        if (tmp_path / "pid").is_file() and (tmp_path / "pid").read_text():
+            break
+        time.sleep(0.05)
+    pid = int((tmp_path / "pid").read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the child outlived its pool")

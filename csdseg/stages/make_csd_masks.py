@@ -95,6 +95,11 @@ def reusable(base: RunDir, cfg: Config, ids: list[str]) -> bool:
     recorded = base.config("make-ir-label")
     if not recorded.is_file() or not all((base.ir_label_dir / f"{i}.png").is_file() for i in ids):
         return False
+    # made from today's CAMs: CAM files written after the labels (new weights, cam.* changed;
+    # a write renames into cam/, which moves the folder's mtime) leave labels of older maps,
+    # and nothing retires those when the refiner never reads them
+    if base.cam_dir.stat().st_mtime > recorded.stat().st_mtime:
+        return False
     try:
         made = load_config(recorded)
     except ConfigError:

@@ -110,7 +110,7 @@ def stale_reason(stage: str, cfg: Config) -> str | None:
         return f"settings changed since it ran: {', '.join(changed[:3])}{more}"
     made_at = record.stat().st_mtime
     for path in entry.foreign(cfg):
-        if path.is_file() and path.stat().st_mtime > made_at:
+        if path.exists() and path.stat().st_mtime > made_at:  # a file or a folder of outputs
             return f"{path} is newer than this stage's outputs"
     return None
 

@@ -93,8 +93,13 @@ def _warm_start(cfg: Config) -> list[Path]:
 
 
 def _baseline_checkpoint(cfg: Config) -> list[Path]:
-    base = cfg.csd.from_run or cfg.name
-    return [] if cfg.csd.mask_source else [RunDir(Path(cfg.run_root) / base).checkpoint("cam")]
+    """The baseline's weights and its CAM folder: newer CAMs (another checkpoint, or a
+    changed ``cam.*``: every CAM write renames into the folder and moves its mtime) make CSD's
+    masks stale."""
+    if cfg.csd.mask_source:
+        return []
+    base = RunDir(Path(cfg.run_root) / (cfg.csd.from_run or cfg.name))
+    return [base.checkpoint("cam"), base.cam_dir]
 
 
 def _logs(rd: RunDir, stage: str, *ckpts: str) -> list[Path]:
