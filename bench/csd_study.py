@@ -30,8 +30,9 @@ from csdseg.config import Config, load_config
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
 from csdseg.runs import RunDir
-from csdseg.stages import (eval_cam, make_cam, make_csd_masks, make_sem_seg, train_cam,
-                           train_irn)
+from csdseg.refiners import needs_training
+from csdseg.stages import (eval_cam, make_cam, make_csd_masks, make_sem_seg, train_aff,
+                           train_cam, train_irn)
 
 PAPER = {"fg": 0.01, "bg": 0.1}  # lambda1, lambda2
 
@@ -65,8 +66,14 @@ def ensure_final_masks(args: argparse.Namespace, seed: int) -> None:
     train = dataclasses.replace(base, data=dataclasses.replace(
         base.data, infer_split=base.data.train_split))
     make_cam.run(train)  # present already after csd_experiment's evaluation: skipped
-    if not RunDir.from_config(train).checkpoint("irn").is_file():
+    # the preset's own refiner: IRN's walk (train-irn first), or the CAM + CRF masks of
+    # synthetic_mct, which need no training (round 3 tried train-irn there, and failed)
+    if needs_training(train.refine.method) == "train-irn" and \
+            not RunDir.from_config(train).checkpoint("irn").is_file():
         train_irn.run(train)
+    elif needs_training(train.refine.method) == "train-aff" and \
+            not RunDir.from_config(train).checkpoint("aff").is_file():
+        train_aff.run(train)
     make_sem_seg.run(train)  # skips the masks already written
 
 
