@@ -25,7 +25,6 @@ import argparse
 import copy
 import io
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from side_by_side import interleaved, load, machine, ratio_line, spread  # noqa: E402
+from side_by_side import (interleaved, load, machine, own_peak_gib, ratio_line,  # noqa: E402
+                          spread)
 
 SCALES = (1.0, 0.5, 1.5, 2.0)
 SIZE = (375, 500)
@@ -152,20 +152,6 @@ def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "to
         return low.numpy(), high.numpy()
 
     return (None if only == "csdseg" else run_official), (None if only == "official" else run_ours)
-
-
-def own_peak_gib() -> float:
-    """This process's peak RSS since it started its program. Not ``ru_maxrss``: Linux keeps
-    that across execve, so a worker started from a big parent reports the parent's size."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**20  # kB
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # macOS: bytes; no execve carry-over
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
 def peak_of(path: str, n_images: int, device: str, backend: str) -> float:

@@ -9,6 +9,8 @@ wall time and in CPU time, together with the machine and its load at the start a
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import platform
 import statistics
 import time
@@ -86,3 +88,17 @@ def ratio_line(what: str, ref_times: list[float], our_times: list[float],
     ratios = [r / o for r, o in zip(ref_times, our_times)]
     return (f"{what}: {statistics.median(ratios):.2f}x faster than {reference} "
             f"(per-round ratio min {min(ratios):.2f}x, max {max(ratios):.2f}x, n {len(ratios)})")
+
+
+def own_peak_gib() -> float:
+    """This process's peak RSS since it started its program. Not ``ru_maxrss``: Linux keeps
+    that across execve, so a worker started from a big parent reports the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS: bytes; no execve carry-over
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
