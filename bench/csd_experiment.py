@@ -25,12 +25,13 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from bench_args import parse_args, split_overrides  # bench/ is on sys.path when a script runs
 from job_pool import Job, python_argv, run_jobs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
@@ -127,10 +128,11 @@ def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace,
 def run_parallel(out: Path, seeds: list[int], args: argparse.Namespace) -> None:
     """Every (seed, run) as its own process, ``--jobs`` at a time (bench/job_pool.py): the
     same result files as the sequential path."""
-    flags = ["--out", str(out), "--preset", str(args.preset), "--n-train", str(args.n_train),
-             "--n-val", str(args.n_val), "--size", str(args.size), "--data-seed",
-             str(args.data_seed), "--epochs", str(args.epochs), "--extra-epochs",
-             str(args.extra_epochs), "--extra-lr", str(args.extra_lr)]
+    # this command line itself (no second list of the options to drift), less --jobs; the
+    # later --seeds and --part win over the earlier ones
+    rest, _ = split_overrides(sys.argv[1:])
+    flags = [a for n, a in enumerate(rest) if not (a == "--jobs" or a.startswith("--jobs=")
+                                                   or (n and rest[n - 1] == "--jobs"))]
     jobs = [Job(f"{run}_s{seed}", python_argv(__file__, *flags, "--seeds", str(seed),
                                               "--part", run, "--", *args.overrides),
                 after=() if run == "base" else (f"base_s{seed}",),

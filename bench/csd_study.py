@@ -30,9 +30,9 @@ from csdseg.config import Config, load_config
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
 from csdseg.runs import RunDir
-from csdseg.refiners import needs_training
-from csdseg.stages import (eval_cam, make_cam, make_csd_masks, make_sem_seg, train_aff,
-                           train_cam, train_irn)
+from csdseg.refiners import get_refiner
+from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_sem_seg, train_cam
+from csdseg.stages.pipeline import run_stage
 
 PAPER = {"fg": 0.01, "bg": 0.1}  # lambda1, lambda2
 
@@ -66,14 +66,11 @@ def ensure_final_masks(args: argparse.Namespace, seed: int) -> None:
     train = dataclasses.replace(base, data=dataclasses.replace(
         base.data, infer_split=base.data.train_split))
     make_cam.run(train)  # present already after csd_experiment's evaluation: skipped
-    # the preset's own refiner: IRN's walk (train-irn first), or the CAM + CRF masks of
-    # synthetic_mct, which need no training (round 3 tried train-irn there, and failed)
-    if needs_training(train.refine.method) == "train-irn" and \
-            not RunDir.from_config(train).checkpoint("irn").is_file():
-        train_irn.run(train)
-    elif needs_training(train.refine.method) == "train-aff" and \
-            not RunDir.from_config(train).checkpoint("aff").is_file():
-        train_aff.run(train)
+    # the preset's own refiner, trained by its own stage if it needs one (synthetic_mct's
+    # CAM + CRF needs none: round 3 ran train-irn there regardless, and failed)
+    refiner = get_refiner(train.refine.method)
+    if refiner.trained_by and not RunDir.from_config(train).checkpoint(refiner.checkpoint).is_file():
+        run_stage(refiner.trained_by, train)
     make_sem_seg.run(train)  # skips the masks already written
 
 
@@ -201,8 +198,9 @@ def confirm(args: argparse.Namespace) -> None:
         res, run = out / f"results_s{seed}.json", out / f"study_{args.setting}_s{seed}.json"
         if res.is_file() and run.is_file():
             per_seed[seed] = {**json.loads(res.read_text()), "csd": json.loads(run.read_text())}
-        elif res.is_file() and args.setting == "ours_x1" and "csd" in json.loads(res.read_text()):
-            per_seed[seed] = json.loads(res.read_text())  # csd_experiment.py's own CSD run
+        elif res.is_file() and args.setting == "ours_x1":  # csd_experiment.py's own CSD run
+            if "csd" in (data := json.loads(res.read_text())):
+                per_seed[seed] = data
     print(f"{args.setting} against the control, seeds {sorted(per_seed)}\n")
     print(summarise(per_seed))
 

@@ -92,7 +92,7 @@ def _warm_start(cfg: Config) -> list[Path]:
     return [src if src.suffix == ".pt" else RunDir(src).checkpoint("cam")]
 
 
-def _baseline_checkpoint(cfg: Config) -> list[Path]:
+def _baseline_outputs(cfg: Config) -> list[Path]:
     """The baseline's weights and its CAM folder: newer CAMs (another checkpoint, or a
     changed ``cam.*``: every CAM write renames into the folder and moves its mtime) make CSD's
     masks stale."""
@@ -145,7 +145,7 @@ STAGES: list[Stage] = [
           _report("eval_cam", _split_files(lambda rd: rd.cam_dir, ".npy"))),
     Stage("make-csd-masks", "csdseg.stages.make_csd_masks",
           ("ir_label", "csd.from_run", "csd.mask_source", "csd.masks", "csd.variant"), (),
-          _csd_masks, lambda rd: [rd.csd_mask_dir], _baseline_checkpoint),
+          _csd_masks, lambda rd: [rd.csd_mask_dir], _baseline_outputs),
     # IRN's confident labels are read by train-irn alone (CSD's masks make their own when
     # the baseline has none), so other refiners skip them
     Stage("make-ir-label", "csdseg.stages.make_ir_label", ("ir_label",), ("make-cam",),
