@@ -1,6 +1,6 @@
 """MCTformer-V2 (DeiT-S) on the CPU against the official code path, in one process, interleaved.
 
-    python bench/mctformer.py [--rounds 5] [--threads 1]
+    python bench/mctformer.py [--rounds 5] [--threads 1] [--profile]
 
 Both paths run csdseg's network (the same weights, random, 20 classes, fp32); what differs is
 what the official code (xulianuwa/MCTformer ``models.py`` / ``engine.py``) does around it,
@@ -93,6 +93,18 @@ def csdseg_maps(model, img: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return high
 
 
+def profile_maps(threads: int) -> None:
+    """Where csdseg's map time goes: self CPU time per operator, one image after a warm-up."""
+    torch.set_num_threads(threads)
+    model, img, keys = mctformer_v2(K, pretrained="none").eval(), torch.randn(3, *SIZE), \
+        torch.tensor([3, 11])
+    with torch.inference_mode():
+        csdseg_maps(model, img, keys)
+        with torch.profiler.profile() as prof:
+            csdseg_maps(model, img, keys)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def gflop(fn) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -103,7 +115,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true",
+                        help="only the torch profile of csdseg's maps for one image (by op)")
     args = parser.parse_args()
+    if args.profile:
+        return profile_maps(args.threads)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"machine: {machine()}\nload at start: {load()}", flush=True)
