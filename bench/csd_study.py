@@ -50,6 +50,11 @@ SETTINGS: dict[str, list[str]] = {
     "authors_x1": ["csd.variant=authors"],
     "authors_x10": ["csd.variant=authors", *dose(10)],
     "authors_x100": ["csd.variant=authors", *dose(100)],
+    # round 4: one axis at a time at the paper's lambdas, everything else ours_x1
+    "ours_x1_final": ["csd.masks=final"],          # mask source: the baseline's final masks
+    "ours_x1_pasted": ["csd.kl_channels=pasted"],  # KL over the pasted channels only
+    "ours_x1_random": ["csd.fg_paste=random"],     # X_s rescaled and moved before pasting
+    "ours_x1_ema": ["csd.teacher=ema"],            # teacher: an EMA copy of the student
 }
 
 
