@@ -42,6 +42,8 @@ from csdseg.metrics import confusion_matrix, iou_per_class
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_ir_label, train_cam
 
 PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"
+# the benchmark's data (generate's arguments); csd_study.py makes the same when it starts first
+DATA = {"n_train": 1000, "n_val": 250, "size": 128, "data_seed": 0}
 COUPLED = ["aeroplane", "bird", "boat", "train", "cow", "horse", "sheep"]
 
 
@@ -200,10 +202,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/csd_experiment")
     parser.add_argument("--preset", default=str(PRESET), help="the baseline's config file")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-train", type=int, default=1000)
-    parser.add_argument("--n-val", type=int, default=250)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--data-seed", type=int, default=0)
+    for key, value in DATA.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=value)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--extra-epochs", type=int, default=4)
     parser.add_argument("--extra-lr", type=float, default=0.01)

@@ -25,8 +25,9 @@ import statistics
 from pathlib import Path
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
-from csd_experiment import PRESET, evaluate, run_seed, summarise
+from csd_experiment import DATA, PRESET, evaluate, run_seed, summarise
 from csdseg.config import Config, load_config
+from csdseg.data.synthetic import generate
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
 from csdseg.runs import RunDir
@@ -232,7 +233,8 @@ def main() -> None:
         return confirm(args)
     if args.command == "base":  # baseline + control, csd_experiment's runs without its CSD run
         path = out / f"results_s{args.seed}.json"
-        if not path.is_file():
+        if not path.is_file():  # the data first, as csd_experiment.py makes them (resumes)
+            generate(out / "data", DATA["n_train"], DATA["n_val"], DATA["size"], DATA["data_seed"])
             path.write_text(json.dumps(run_seed(out / "data", out, args.seed, args,
                                                 with_csd=False), indent=1))
         return
