@@ -1,7 +1,7 @@
 """Benchmark make-cam (ResNet-50, scales 1.0/0.5/1.5/2.0 + flip, 500x375) against IRN's make_cam.
 
     .venv/bin/python bench/make_cam.py [--images 6] [--device cpu] [--memory] [--eval-images 100]
-        [--backend torch|onnxruntime]
+        [--backend torch|onnxruntime] [--profile]
 
 One process, the same random weights, interleaved per image (official, csdseg, csdseg,
 official, ...), each timed from the decoded uint8 image to the saved arrays (file I/O left out):
@@ -128,10 +128,17 @@ def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "to
     label = np.isin(np.arange(20), [3, 14]).astype(np.float32)
     dataset = MultiScaleDataset(MemorySource(images, label), [str(i) for i in range(len(images))],
                                 list(scales), True)
+    engine_s = [0.0]  # --profile: seconds spent inside the engine's forward
     if ours is not None:
-        cam_fn, used = cam_function(ours, backend, device)
+        engine_fn, used = cam_function(ours, backend, device)
         if used != backend:
             raise SystemExit(f"--backend {backend} is not available here (see the warning above)")
+
+        def cam_fn(x: torch.Tensor) -> torch.Tensor:
+            start = time.perf_counter()
+            out = engine_fn(x)
+            engine_s[0] += time.perf_counter() - start
+            return out
 
     def sync() -> None:
         if device.type == "cuda":
@@ -151,7 +158,36 @@ def build(device: torch.device, n_images: int, scales=SCALES, backend: str = "to
         sync()
         return low.numpy(), high.numpy()
 
+    run_ours.engine_s, run_ours.views = engine_s, lambda i: dataset[i]["views"]
+    run_ours.model = ours
     return (None if only == "csdseg" else run_official), (None if only == "official" else run_ours)
+
+
+def profile(run_official, run_ours, n_images: int) -> None:
+    """What bounds csdseg's path: the engine's share of each image, its arithmetic rate, and
+    the ratio against the official path if everything but the engine took no time at all."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        for view in run_ours.views(0):
+            run_ours.model(view.contiguous(memory_format=torch.channels_last))
+    gflop = counter.get_total_flops() / 1e9
+    totals, engines, refs = [], [], []
+    for i in range(n_images):
+        start = time.perf_counter()
+        run_official(i)
+        refs.append(time.perf_counter() - start)
+        run_ours.engine_s[0] = 0.0
+        start = time.perf_counter()
+        run_ours(i)
+        totals.append(time.perf_counter() - start)
+        engines.append(run_ours.engine_s[0])
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    total, engine, ref = med(totals), med(engines), med(refs)
+    print(f"\nprofile, {n_images} images (medians): official {ref:.2f} s; csdseg {total:.2f} s, "
+          f"of which the engine's forward {engine:.2f} s ({100 * engine / total:.0f}%) for "
+          f"{gflop:.0f} GFLOP ({gflop / engine:.0f} GFLOP/s), the rest {total - engine:.2f} s")
+    print(f"bound: with the rest at zero, official / engine = {ref / engine:.2f}x")
 
 
 def peak_of(path: str, n_images: int, device: str, backend: str) -> float:
@@ -203,6 +239,8 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
                         help="csdseg's engine (cam.backend)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the timing: the engine's share and rate, and the bound it sets")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -248,6 +286,8 @@ def main() -> None:
     print(ratio_line("make-cam per image, CPU ", ref_cpu, our_cpu))
     if peaks:
         print(f"peak memory csdseg / official: {peaks['csdseg'] / peaks['official']:.2f}")
+    if args.profile:
+        profile(run_official, run_ours, args.images)
 
 
 if __name__ == "__main__":
