@@ -105,9 +105,14 @@ def run_part(root: Path, out: Path, seed: int, run: str, args: argparse.Namespac
         cfg = load_config(preset, [*common, f"name={run}_s{seed}", *warm, *csd])
         # CSD's masks in the CSD run's own folder (linked from base's confident labels)
         result = {"masks": make_csd_masks.run(cfg)} if run == "csd" else {}
+    wall = {}  # seconds per phase, where this process did the work (docs/benchmarks.md)
+    start = time.perf_counter()
     if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
         train_cam.run(cfg)
-    return {**result, run: evaluate(cfg)}
+        wall["train"] = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = evaluate(cfg)
+    return {**result, run: {**metrics, "wall_s": {**wall, "evaluate": time.perf_counter() - start}}}
 
 
 def part_path(out: Path, seed: int, run: str) -> Path:

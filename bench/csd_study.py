@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import time
 from pathlib import Path
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
@@ -91,8 +92,11 @@ def run_setting(args: argparse.Namespace) -> dict:
     if not mask_place(cfg).made_here:
         ensure_final_masks(args, seed)
     make_csd_masks.run(cfg)
+    wall, start = {}, time.perf_counter()  # seconds per phase done by this process
     if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
         train_cam.run(cfg)
+        wall["train"] = time.perf_counter() - start
+    start = time.perf_counter()
     if args.eval == "train":  # the screen: the selection rule reads train metrics only
         c = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_split="train"))
         make_cam.run(c)
@@ -105,6 +109,7 @@ def run_setting(args: argparse.Namespace) -> dict:
                             "ctx_matched": (report["context"] or {}).get("matched")}}
     else:
         result = evaluate(cfg)
+    result["wall_s"] = {**wall, "evaluate": time.perf_counter() - start}
     result["final_step"] = last_step(cfg.run_dir)
     result["setting"] = {"name": args.setting, "overrides": SETTINGS[args.setting]}
     return result

@@ -1,11 +1,13 @@
-"""The dose-response figure of the CSD study (docs/csd.md): CSD - control against the dose.
+"""The CSD study's figures (docs/csd.md): CSD - control against the dose, or per setting.
 
   python bench/csd_study_plot.py --out runs/csd_experiment --seeds 0 --png docs/figures/x.png
+  python bench/csd_study_plot.py --out OUT --seeds 0 --settings ours_x1 ours_x1_final ... --png y.png
 
 For each variant (ours, authors), the paired CSD - control on seed(s) ``--seeds`` of
 co-occurrence confusion, the single - multi gap and CAM mIoU @0.15 (train), at the doses the
 study ran (x 0 = the control itself, x 1 = the paper's lambdas, x 10, x 100); a dose not run is
-left out, never interpolated. Reads the files bench/csd_study.py writes.
+left out, never interpolated. With ``--settings``: one bar per named setting instead (a setting
+not run is drawn as "not run", never as zero). Reads the files bench/csd_study.py writes.
 """
 from __future__ import annotations
 
@@ -36,6 +38,25 @@ def series(controls: dict, settings: dict, variant: str, key: str) -> list[tuple
     return points
 
 
+def bars(fig: Figure, controls: dict, settings: dict, names: list[str]) -> None:
+    """One panel per metric, one bar per setting: CSD - control (mean, std over the seeds)."""
+    for col, (key, label) in enumerate(METRICS):
+        ax = fig.add_subplot(1, len(METRICS), col + 1)
+        for row, name in enumerate(names):
+            values = paired(controls, settings[name], key) if name in settings else []
+            if not values:
+                ax.text(0, row, " not run", va="center", fontsize=7, color="#7f8c8d")
+                continue
+            mean = statistics.mean(values)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            ax.barh(row, mean, xerr=std or None, color="#c0392b" if mean > 0 else "#2980b9",
+                    capsize=3)
+        ax.axvline(0, color="#7f8c8d", lw=0.8)
+        ax.set_yticks(range(len(names)), names if col == 0 else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{label}: CSD - control (points)", fontsize=9)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,11 +64,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--png", default="csd_dose.png")
     parser.add_argument("--title", default="")
+    parser.add_argument("--settings", nargs="+", help="bars for these settings, not the dose")
     args = parser.parse_args()
     matplotlib.rcParams["axes.unicode_minus"] = False  # an ASCII minus: every font has it
     controls, settings = load_runs(Path(args.out), args.seeds)
     fig = Figure(figsize=(10.5, 3.2))
-    for col, (key, label) in enumerate(METRICS):
+    if args.settings:
+        bars(fig, controls, settings, args.settings)
+    for col, (key, label) in enumerate(METRICS if not args.settings else []):
         ax = fig.add_subplot(1, len(METRICS), col + 1)
         for variant, colour in (("ours", "#c0392b"), ("authors", "#2980b9")):
             pts = series(controls, settings, variant, key)
