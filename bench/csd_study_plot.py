@@ -45,16 +45,20 @@ def bars(fig: Figure, controls: dict, settings: dict, names: list[str]) -> None:
         for row, name in enumerate(names):
             values = paired(controls, settings[name], key) if name in settings else []
             if not values:
-                ax.text(0, row, " not run", va="center", fontsize=7, color="#7f8c8d")
+                ax.text(0.02, row, "not run", va="center", fontsize=7, color="#7f8c8d",
+                        transform=ax.get_yaxis_transform())
                 continue
             mean = statistics.mean(values)
             std = statistics.stdev(values) if len(values) > 1 else 0.0
-            ax.barh(row, mean, xerr=std or None, color="#c0392b" if mean > 0 else "#2980b9",
+            better = mean > 0 if key == "miou" else mean < 0  # mIoU up, the errors down
+            ax.barh(row, mean, xerr=std or None, color="#2980b9" if better else "#c0392b",
                     capsize=3)
         ax.axvline(0, color="#7f8c8d", lw=0.8)
         ax.set_yticks(range(len(names)), names if col == 0 else [""] * len(names), fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(names) - 0.5, -0.5)  # first setting on top, every row whole
         ax.set_title(f"{label}: CSD - control (points)", fontsize=9)
+    fig.text(0.5, -0.04, "blue: better than the control, red: worse; error bars: std over the seeds (none for one seed)",
+             ha="center", fontsize=8)
 
 
 def main() -> None:
@@ -84,7 +88,7 @@ def main() -> None:
         ax.set_title(f"{label}: CSD - control (points)", fontsize=9)
         if col == 0:
             ax.legend(fontsize=8)
-    fig.suptitle(args.title or f"seeds {', '.join(map(str, args.seeds))}", fontsize=9)
+    fig.suptitle(args.title or f"seeds {', '.join(map(str, args.seeds))}", fontsize=9, y=1.04)
     FigureCanvasAgg(fig)
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.png, dpi=90, bbox_inches="tight")
