@@ -121,6 +121,23 @@ def test_kl_zero_when_equal_and_gradient_lowers_it():
     assert float(empty) == 0.0 and torch.all(student.grad == 0)
 
 
+def test_kl_without_cells_is_zero_when_channels_are_left_out():
+    """kl_channels=pasted gives the left-out channels log p = -inf; a batch whose masks cover no
+    cell must still give 0, not -inf * 0 = nan (it stopped round 4's runs with "loss nan")."""
+    torch.manual_seed(0)
+    keep = torch.zeros(2, 4, dtype=torch.bool)
+    keep[:, [1, 3]] = True  # one class and the background
+    student = torch.randn(2, 3, 4, 4, requires_grad=True)
+    lp_t = cell_log_probs(normalize_maps(torch.randn(2, 3, 4, 4), "global"), 0.15, 0.1, keep)
+    lp_s = cell_log_probs(normalize_maps(student, "global"), 0.15, 0.1, keep)
+    assert torch.isinf(lp_s).any()
+    empty = masked_kl(lp_t, lp_s, torch.zeros(2, 4, 4, dtype=torch.bool))
+    empty.backward()
+    assert float(empty) == 0.0 and torch.all(student.grad == 0)
+    some = masked_kl(lp_t, lp_s, torch.ones(2, 4, 4, dtype=torch.bool))  # and with cells
+    assert torch.isfinite(some) and float(some) > 0
+
+
 def test_normalizers():
     maps = torch.zeros(1, 2, 2, 2)
     maps[0, 0, 0, 0], maps[0, 1, 1, 1] = 4.0, 0.01

@@ -116,7 +116,9 @@ def masked_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor, cells: tor
     kl = point.sum(1)  # [N, h, w]
     n = cells.sum()
     if n == 0:
-        return student_logp.sum() * 0.0 + 0.0  # + 0.0: never log "-0.0"
+        # in the graph, as 0: left-out channels are -inf (kl_channels=pasted) and -inf * 0 is
+        # nan, so they are zeroed first; + 0.0: never log "-0.0"
+        return torch.nan_to_num(student_logp, neginf=0.0).sum() * 0.0 + 0.0
     kept = cells if keep is None else cells & keep
     if reduction == "images":
         per = (kl * kept).sum((1, 2)) / cells.sum((1, 2)).clamp_min(1)
