@@ -13,7 +13,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from csd_study import PAPER, SETTINGS  # noqa: E402
+import json  # noqa: E402
+
+from csd_study import PAPER, SETTINGS, load_runs, select  # noqa: E402
 from csdseg.config import load_config  # noqa: E402
 from csdseg.csd.variants import resolve_variant  # noqa: E402
 
@@ -44,3 +46,34 @@ def test_round4_settings_change_one_axis_each():
                                           ["csd.enabled=true", *SETTINGS[name]]).csd)
         changed = {f for f in vars(base) if getattr(base, f) != getattr(cfg, f)}
         assert changed == {axis}, (name, changed)
+
+
+def _fake_run(out: Path, name: str, miou: float, cooc: float, dead_per_step: list[float]):
+    """A study run on disk: its results file and a training log, 6 logged steps per epoch."""
+    (out / f"{name}_s0.json").write_text(json.dumps(
+        {"setting": {"name": name.removeprefix("study_")},
+         "train": {"miou": miou, "cooc": cooc}}))
+    logs = out / f"{name}_s0" / "logs"
+    logs.mkdir(parents=True)
+    rows = [{"kind": "step", "step": 10 * (i + 1), "epoch": i // 6, "dead_cam_share": d,
+             "loss_cls": 0.2} for i, d in enumerate(dead_per_step)]
+    (logs / "train_cam.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+
+
+def test_rule_reads_dead_share_over_the_last_epoch(tmp_path):
+    """Round 5's rule: one dead map at the last logged step (9.5% of ~21 present classes) does
+    not exclude a setting whose last epoch averages under 5%; a setting dead all through its
+    last epoch is excluded however much it lowers co-occurrence confusion."""
+    (tmp_path / "results_s0.json").write_text(json.dumps(
+        {"ctl": {"train": {"miou": 0.30, "cooc": 0.060}}}))
+    _fake_run(tmp_path, "study_ours_x1_pasted", 0.32, 0.054, [0.5] * 6 + [0.0] * 5 + [0.095])
+    _fake_run(tmp_path, "study_ours_x1_random", 0.32, 0.058, [0.0] * 12)
+    _fake_run(tmp_path, "study_ours_x1_ema", 0.31, 0.040, [0.0] * 6 + [0.2] * 6)
+    controls, settings = load_runs(tmp_path, [0])
+    assert settings["ours_x1_pasted"][0]["final_step"]["dead_cam_share"] == 0.095
+    assert settings["ours_x1_pasted"][0]["final_step"]["dead_cam_share_last_epoch"] == \
+        pytest.approx(0.095 / 6)
+    assert select(controls, settings) == "ours_x1_pasted"
+    # a setting losing CAM mIoU is never picked, whatever its co-occurrence figure
+    _fake_run(tmp_path, "study_ours_x1_final", 0.29, 0.010, [0.0] * 12)
+    assert select(*load_runs(tmp_path, [0])) == "ours_x1_pasted"
