@@ -166,9 +166,9 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):+.1f} ± {std:.1f}"
 
 
-def dead_share(runs: dict, key: str = "dead_cam_share_last_epoch") -> float | None:
-    """Mean over seeds of the dead-CAM share: over the last epoch (round 5's rule), or at the
-    last logged step (``key="dead_cam_share"``, rounds 1-4's rule)."""
+def dead_share(runs: dict) -> float | None:
+    """Mean over seeds of the dead-CAM share over the last epoch (round 5's rule)."""
+    key = "dead_cam_share_last_epoch"
     shares = [r["final_step"][key] for r in runs.values()
               if r.get("final_step") and r["final_step"].get(key) is not None]
     return statistics.mean(shares) if shares else None
