@@ -13,7 +13,9 @@ setting's overrides (the masks it needs are made first: ``masks=final`` trains t
 IRN and writes its pseudo-masks on the train split), evaluates it and writes
 ``<out>/study_<setting>_s<seed>.json``. ``table`` prints every setting's CSD - control, paired
 by seed, and with ``--select`` applies the selection rule written in docs/csd.md before any run.
-Everything skips what is finished, so a killed command resumes. ``--preset`` as in
+Everything skips what is finished, so a killed command resumes. One command per table:
+``table --run --settings A B --seeds 0 --eval train`` and ``confirm --run --setting A --seeds
+3 4 5`` first make what is missing of each seed (``base``, then each setting's ``run``). ``--preset`` as in
 csd_experiment.py (``synthetic_mct`` with ``--extra-lr 1e-4`` for MCTformer).
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from csdseg.config import Config, load_config
 from csdseg.data.synthetic import generate
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
+from csdseg.io import atomic_write_text
 from csdseg.runs import RunDir
 from csdseg.refiners import get_refiner
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_sem_seg, train_cam
@@ -227,7 +230,7 @@ def confirm(args: argparse.Namespace) -> None:
     print(summarise(per_seed))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["base", "run", "table", "confirm"])
@@ -241,23 +244,46 @@ def main() -> None:
     parser.add_argument("--extra-epochs", type=int, default=4)
     parser.add_argument("--extra-lr", type=float, default=0.01)
     parser.add_argument("--select", action="store_true")
-    args = parse_args(parser)
-    out = Path(args.out)
+    parser.add_argument("--run", action="store_true",
+                        help="table / confirm: first run what is missing on --seeds")
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=[],
+                        help="table --run: the settings to run on each seed")
+    args = parse_args(parser, argv)
+    if args.command in ("table", "confirm") and args.run:
+        names = args.settings if args.command == "table" else [args.setting]
+        if args.command == "confirm" and args.eval != "full":
+            raise SystemExit("confirm --run needs the full evaluation: drop --eval train")
+        for seed in args.seeds:
+            make_base(args, seed)
+            for name in names:
+                make_setting(args, seed, name)
     if args.command == "table":
         return table(args)
     if args.command == "confirm":
         return confirm(args)
     if args.command == "base":  # baseline + control, csd_experiment's runs without its CSD run
-        path = out / f"results_s{args.seed}.json"
-        if not path.is_file():  # the data first, as csd_experiment.py makes them (resumes)
-            generate(out / "data", DATA["n_train"], DATA["n_val"], DATA["size"], DATA["data_seed"])
-            path.write_text(json.dumps(run_seed(out / "data", out, args.seed, args,
-                                                with_csd=False), indent=1))
-        return
-    path = out / f"study_{args.setting}_s{args.seed}.json"
+        return make_base(args, args.seed)
+    print(make_setting(args, args.seed, args.setting).read_text()[:400])
+
+
+def make_base(args: argparse.Namespace, seed: int) -> Path:
+    """``<out>/results_s<seed>.json``: the seed's baseline and control (skipped when present)."""
+    out = Path(args.out)
+    path = out / f"results_s{seed}.json"
+    if not path.is_file():  # the data first, as csd_experiment.py makes them (resumes)
+        generate(out / "data", DATA["n_train"], DATA["n_val"], DATA["size"], DATA["data_seed"])
+        atomic_write_text(path, json.dumps(run_seed(out / "data", out, seed, args,
+                                                    with_csd=False), indent=1))
+    return path
+
+
+def make_setting(args: argparse.Namespace, seed: int, setting: str) -> Path:
+    """``<out>/study_<setting>_s<seed>.json`` (skipped when present)."""
+    path = Path(args.out) / f"study_{setting}_s{seed}.json"
     if not path.is_file():
-        path.write_text(json.dumps(run_setting(args), indent=1))
-    print(path.read_text()[:400])
+        one = argparse.Namespace(**{**vars(args), "seed": seed, "setting": setting})
+        atomic_write_text(path, json.dumps(run_setting(one), indent=1))
+    return path
 
 
 if __name__ == "__main__":

@@ -77,3 +77,38 @@ def test_rule_reads_dead_share_over_the_last_epoch(tmp_path):
     # a setting losing CAM mIoU is never picked, whatever its co-occurrence figure
     _fake_run(tmp_path, "study_ours_x1_final", 0.29, 0.010, [0.0] * 12)
     assert select(*load_runs(tmp_path, [0])) == "ours_x1_pasted"
+
+
+def test_one_command_makes_what_is_missing_then_prints_the_table(tmp_path, monkeypatch, capsys):
+    """`confirm --run` / `table --run`: each table from one command. What a seed lacks is run
+    (baseline + control, then the setting); what is on disk is not run again."""
+    import csd_study
+
+    calls = []
+
+    def fake_seed(data, out, seed, args, with_csd):
+        calls.append(("base", seed))
+        return {"ctl": {"train": {"miou": 0.30, "cooc": 0.06}}}
+
+    def fake_setting(args):
+        calls.append((args.setting, args.seed, args.eval))
+        return {"setting": {"name": args.setting}, "train": {"miou": 0.33, "cooc": 0.05}}
+
+    monkeypatch.setattr(csd_study, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(csd_study, "run_seed", fake_seed)
+    monkeypatch.setattr(csd_study, "run_setting", fake_setting)
+    monkeypatch.setattr(csd_study, "summarise", lambda per_seed: f"seeds {sorted(per_seed)}")
+    (tmp_path / "results_s3.json").write_text(json.dumps(fake_seed(None, None, 3, None, False)))
+    calls.clear()
+    csd_study.main(["confirm", "--run", "--out", str(tmp_path), "--seeds", "3", "4",
+                    "--setting", "ours_x1_final"])
+    assert calls == [("ours_x1_final", 3, "full"), ("base", 4), ("ours_x1_final", 4, "full")]
+    assert "seeds [3, 4]" in capsys.readouterr().out
+    calls.clear()
+    csd_study.main(["table", "--run", "--out", str(tmp_path), "--seeds", "3", "4",
+                    "--settings", "ours_x1_final", "ours_x10", "--eval", "train", "--select"])
+    assert calls == [("ours_x10", 3, "train"), ("ours_x10", 4, "train")]
+    printed = capsys.readouterr().out
+    assert "| ours_x1_final | 3,4 | +3.0 ± 0.0" in printed and "| ours_x10 | 3,4 |" in printed
+    with pytest.raises(SystemExit, match="full evaluation"):
+        csd_study.main(["confirm", "--run", "--out", str(tmp_path), "--eval", "train"])
