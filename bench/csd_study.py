@@ -1,4 +1,4 @@
-"""The pre-registered CSD study (docs/csd.md, "The study"): named settings against the control.
+"""The pre-registered CSD study (docs/csd_study.md, "The study"): named settings against the control.
 
 Runs live beside those of bench/csd_experiment.py (same ``--out``, same data, same
 ``base_s<seed>`` warm start and ``ctl_s<seed>`` control). Three commands:
@@ -12,7 +12,7 @@ Runs live beside those of bench/csd_experiment.py (same ``--out``, same data, sa
 setting's overrides (the masks it needs are made first: ``masks=final`` trains the baseline's
 IRN and writes its pseudo-masks on the train split), evaluates it and writes
 ``<out>/study_<setting>_s<seed>.json``. ``table`` prints every setting's CSD - control, paired
-by seed, and with ``--select`` applies the selection rule written in docs/csd.md before any run.
+by seed, and with ``--select`` applies the selection rule written in docs/csd_study.md before any run.
 Everything skips what is finished, so a killed command resumes. One command per table:
 ``table --run --settings A B --seeds 0 --eval train`` and ``confirm --run --setting A --seeds
 3 4 5`` first make what is missing of each seed (``base``, then each setting's ``run``). ``--preset`` as in
@@ -46,7 +46,7 @@ def dose(k: float) -> list[str]:
     return [f"csd.lambda_fg={PAPER['fg'] * k:g}", f"csd.lambda_bg={PAPER['bg'] * k:g}"]
 
 
-# The screened settings (docs/csd.md); "ours_x1" is csd_experiment.py's csd_s<seed>.
+# The screened settings (docs/csd_study.md); "ours_x1" is csd_experiment.py's csd_s<seed>.
 SETTINGS: dict[str, list[str]] = {
     "ours_x1": [],
     "ours_x10": dose(10),
@@ -178,7 +178,7 @@ def dead_share(runs: dict) -> float | None:
 
 
 def select(controls: dict, settings: dict) -> str:
-    """docs/csd.md's rule: the largest mean reduction of co-occurrence confusion among the
+    """docs/csd_study.md's rule: the largest mean reduction of co-occurrence confusion among the
     settings whose mean CAM mIoU @0.15 (train) is not below the control's and whose dead-CAM
     share over the last epoch stays under 5% (round 5; rounds 1-4 read the last logged step);
     none qualifies: the literal setting (ours_x1)."""

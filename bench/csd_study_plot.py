@@ -1,4 +1,4 @@
-"""The CSD study's figures (docs/csd.md): CSD - control against the dose, or per setting.
+"""The CSD study's figures (docs/csd_study.md): CSD - control against the dose, or per setting.
 
   python bench/csd_study_plot.py --out runs/csd_experiment --seeds 0 --png docs/figures/x.png
   python bench/csd_study_plot.py --out OUT --seeds 0 --settings ours_x1 ours_x1_final ... --png y.png
