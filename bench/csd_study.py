@@ -1,4 +1,4 @@
-"""The pre-registered CSD study (docs/csd_study.md, "The study"): named settings against the control.
+"""The pre-registered CSD study (docs/csd_study.md): named settings against the control.
 
 Runs live beside those of bench/csd_experiment.py (same ``--out``, same data, same
 ``base_s<seed>`` warm start and ``ctl_s<seed>`` control). Three commands:
