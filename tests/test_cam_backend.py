@@ -51,7 +51,9 @@ def test_a_model_that_does_not_export_falls_back_to_torch(caplog):
     assert "\n" not in caplog.records[-1].getMessage()  # one line, not the exporter's dump
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        assert torch.equal(fn(x), model.cam(x))
+        # channels_last vs contiguous: the same maths through other kernels, so equal within
+        # fp32 rounding, not bit for bit (AVX2 and AVX-512 machines differ: docs/reliability.md)
+        torch.testing.assert_close(fn(x), model.cam(x), rtol=1e-4, atol=1e-5)
     caplog.clear()
     assert cam_function(model, "auto", CPU)[1] == "torch" and not caplog.records  # auto: quiet
 
