@@ -11,6 +11,7 @@ classifier that learned the context as evidence for the class over-activates on 
 so the ratio matched / other measures that shortcut; CSD aims to bring it towards 1.
 
 Single- vs multi-label mIoU and co-occurrence confusion: see ``csdseg.evaluation_groups``.
+Context confusion, for datasets whose masks label the context (MSRC): csdseg.evaluation_context.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from csdseg import metrics
 from csdseg.cam_file import load_cam
 from csdseg.data.source import DataError, Source
+from csdseg.evaluation_context import counts_for, format_line as context_line
 from csdseg.evaluation_groups import GroupCounts, format_lines
 from csdseg.label_file import read_label_png
 
@@ -41,13 +43,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 class Accumulator:
     """Dataset-level counts for T thresholds at once (T = 1 for plain label maps)."""
 
-    def __init__(self, class_names: list[str], num_thresholds: int, contexts: dict | None) -> None:
+    def __init__(self, class_names: list[str], num_thresholds: int, contexts: dict | None,
+                 source: Source | None = None) -> None:
         self.names = ["background", *class_names]
         self.C = len(self.names)
         self.T = num_thresholds
         self.hist = np.zeros((self.C, self.C, self.T + 1), dtype=np.int64)
         self.n_images = 0
         self.groups = GroupCounts(self.names, self.T)  # single- vs multi-label, co-occurrence
+        self.source = source
+        self.scene = counts_for(source, self.T) if source is not None else None
         self.contexts = contexts
         if contexts is not None:
             self.class_context = np.asarray(contexts["class_context"], dtype=np.int64)
@@ -72,6 +77,8 @@ class Accumulator:
         self.hist += hist
         self.n_images += 1
         self.groups.add(hist, present)
+        if self.scene is not None:
+            self.scene.add(self.source.load_scene(image_id), cls, bucket, present)
         if self.contexts is None or image_id not in self.contexts["images"]:
             return
         ctx = int(self.contexts["images"][image_id])
@@ -109,9 +116,12 @@ class Accumulator:
                 "n_images": self.ctx_images, "per_class": per_class}
 
     def group_scores(self, j: int) -> Report:
-        """Single- vs multi-label mIoU and co-occurrence confusion at threshold index ``j``."""
-        return {**{k: _num(v) for k, v in self.groups.mious(j).items()},
-                "cooccurrence": self.groups.cooccurrence(j)}
+        """Single- vs multi-label mIoU, co-occurrence and context confusion at index ``j``."""
+        scores = {**{k: _num(v) for k, v in self.groups.mious(j).items()},
+                  "cooccurrence": self.groups.cooccurrence(j)}
+        if self.scene is not None:
+            scores["context_confusion"] = self.scene.report(j)
+        return scores
 
     def scores(self, conf: np.ndarray) -> Report:
         iou = metrics.iou_per_class(conf)
@@ -162,7 +172,7 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
     paths = [cam_dir / f"{i}.npy" for i in ids]
     _missing(paths, "make-cam")
     grid = np.array(sorted(set(sweep) | {threshold}), dtype=np.float64)
-    acc = Accumulator(source.class_names, len(grid), source.contexts())
+    acc = Accumulator(source.class_names, len(grid), source.contexts(), source)
     for image_id, path in tqdm(list(zip(ids, paths)), desc="eval-cam", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)
         record = load_cam(path, source.num_classes)
@@ -200,7 +210,7 @@ def evaluate_labels(source: Source, ids: list[str],
         _missing([folder / f"{i}.png" for i in ids], made_by)
         where = lambda i: folder / f"{i}.png"  # noqa: E731
         predict = lambda i: read_label_png(where(i), made_by=made_by, what="prediction")  # noqa: E731
-    acc = Accumulator(source.class_names, 1, source.contexts())
+    acc = Accumulator(source.class_names, 1, source.contexts(), source)
     for image_id in tqdm(ids, desc="eval", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)
         labels = np.asarray(predict(image_id)).astype(np.int64)
@@ -243,6 +253,7 @@ def format_report(report: Report) -> str:
             f"{_pct(ctx['matched']).strip()}% vs other {_pct(ctx['other']).strip()}% "
             f"(ratio {ratio}, {ctx['n_images']} images)")
     lines += format_lines(report, _pct)
+    lines += context_line(report, _pct)
     trivial = report.get("trivial")
     if trivial:
         lines.append("trivial predictors: " + ", ".join(

@@ -24,6 +24,8 @@ DATASETS: dict[str, Dataset] = {
                    "PASCAL VOC 2012 layout (+ SBD's train_aug); the synthetic data uses it too"),
     "coco": Dataset("csdseg.data.coco", "COCOSource",
                     "COCO 2014 with the label PNGs and labels `csdseg prepare coco` makes"),
+    "msrc": Dataset("csdseg.data.msrc", "MSRCSource",
+                    "MSRC-v2 photos, objects in context: 14 classes, context as background"),
     "custom": Dataset("csdseg.data.custom", "CustomSource",
                       "any folder: images/ and a CSV of image,labels (docs/datasets.md)"),
 }

