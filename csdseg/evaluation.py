@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from csdseg import metrics
 from csdseg.cam_file import load_cam
@@ -27,6 +26,7 @@ from csdseg.data.source import DataError, Source
 from csdseg.evaluation_context import counts_for, format_line as context_line
 from csdseg.evaluation_groups import GroupCounts, format_lines
 from csdseg.label_file import read_label_png
+from csdseg.progress import progress_bar
 
 Report = dict[str, Any]
 
@@ -173,7 +173,8 @@ def evaluate_cams(source: Source, ids: list[str], cam_dir: Path, threshold: floa
     _missing(paths, "make-cam")
     grid = np.array(sorted(set(sweep) | {threshold}), dtype=np.float64)
     acc = Accumulator(source.class_names, len(grid), source.contexts(), source)
-    for image_id, path in tqdm(list(zip(ids, paths)), desc="eval-cam", disable=not progress):
+    pairs = list(zip(ids, paths))
+    for image_id, path in progress_bar(pairs, desc="eval-cam", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)
         record = load_cam(path, source.num_classes)
         _check_size(record.size, gt, path, gt_path)
@@ -211,7 +212,7 @@ def evaluate_labels(source: Source, ids: list[str],
         where = lambda i: folder / f"{i}.png"  # noqa: E731
         predict = lambda i: read_label_png(where(i), made_by=made_by, what="prediction")  # noqa: E731
     acc = Accumulator(source.class_names, 1, source.contexts(), source)
-    for image_id in tqdm(ids, desc="eval", disable=not progress):
+    for image_id in progress_bar(ids, desc="eval", disable=not progress):
         gt, gt_path = _load_gt(source, image_id)
         labels = np.asarray(predict(image_id)).astype(np.int64)
         _check_size(labels.shape, gt, where(image_id), gt_path)

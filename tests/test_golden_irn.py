@@ -2,7 +2,8 @@
 
 Same seeded weights, same images: make-cam's maps, the confident labels, the boundary map
 and displacement field, the random walk and its pseudo-masks. Maps agree within 1e-4 of their
-maximum (the random walk within 2e-4: see the README), labels exactly.
+maximum (the random walk within 2e-4: see the README), labels within 0.5% of their pixels
+(identical where recorded; the share is for another CPU's rounding at a threshold).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from csdseg.ops.cam import multiscale_cam
 from csdseg.ops.confident_labels import confident_labels
 from csdseg.ops.random_walk import random_walk, walk_to_labels
 from csdseg.stages.make_sem_seg import walk_one
-from golden.seeded import SEED_CAM, SEED_IRN, assert_map_close, golden, seeded_model
+from golden.seeded import (SEED_CAM, SEED_IRN, assert_labels_close, assert_map_close, golden,
+                           seeded_model)
 
 IMAGES = [0, 1, 2]  # 83 x 97, 64 x 96, 100 x 75
 CPU = torch.device("cpu")
@@ -63,7 +65,7 @@ def test_confident_labels(ref, suffix: str, fg: float, bg: float) -> None:
         record = {"keys": ref[f"keys_{i}"], "high_res": ref[f"high_res_{i}"]}
         got = confident_labels(ref[f"images_{i}"], record, fg, bg)
         want = ref[f"ir_label_{suffix}{i}"]
-        assert (got == want).all(), f"image {i}: {(got != want).sum()} pixels differ"
+        assert_labels_close(got, want, f"image {i} confident labels")
 
 
 @pytest.mark.parametrize("i", IMAGES)
@@ -81,7 +83,7 @@ def test_random_walk_and_labels(ref, i: int) -> None:
     assert_map_close(rw, ref[f"rw_{i}"], f"image {i} random walk", rtol=2e-4)
     labels = walk_to_labels(rw, ref[f"keys_{i}"], ref[f"images_{i}"].shape[:2])
     want = ref[f"sem_seg_{i}"]
-    assert (labels == want).all(), f"image {i}: {(labels != want).sum()} pixels differ"
+    assert_labels_close(labels, want, f"image {i} pseudo-mask")
 
 
 class _Source:
@@ -103,4 +105,4 @@ def test_make_sem_seg_pseudo_mask(ref, irn, tmp_path) -> None:
     labels = walk_one(irn, _Source({"img": ref[f"images_{i}"]}), tmp_path, "img", Config(),
                       CPU)
     want = ref[f"sem_seg_{i}"]
-    assert (labels == want).all(), f"{(labels != want).sum()} of {want.size} pixels differ"
+    assert_labels_close(labels, want, "make-sem-seg pseudo-mask")

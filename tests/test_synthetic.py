@@ -24,6 +24,8 @@ REAL_MASKS = Path(__file__).resolve().parent / "fixtures" / "voc_masks"
 N_TRAIN, N_VAL, SIZE = 160, 40, 48
 # generate(_, 6, 3, 40, seed=0) before real layouts were split between train and val: masks,
 # labels, contexts, lists and synth.json (JPEG bytes depend on the encoder build, so not those)
+# Exact across CPUs on purpose: masks come from polygon points rounded to 1/16 px, so another
+# CPU's last-bit sin/cos could change them only at a rounding tie (docs/reliability.md).
 PROCEDURAL_DIGEST = "2daf5443389c234f5b489ab4504493e9b8cd04129b3167e1a3400faf67d45d2b"
 
 

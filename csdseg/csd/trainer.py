@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
@@ -31,6 +30,7 @@ from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.ops.confident_labels import split_fg_bg
+from csdseg.progress import progress_bar
 from csdseg.runs import MissingInputError, RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -93,7 +93,7 @@ def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
     """bool [N]: single-label images whose fg mask is non-empty (reads those masks once)."""
     single = np.flatnonzero((source.labels > 0).sum(1) == 1)
     usable = np.zeros(len(source), bool)
-    for i in tqdm(single, desc="csd: single-label masks", leave=False):
+    for i in progress_bar(single, desc="csd: single-label masks", leave=False):
         usable[i] = split_fg_bg(masks.load(source.ids[i]))[0].any()
     return usable
 

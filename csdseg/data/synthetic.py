@@ -25,7 +25,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from csdseg.config import ConfigError
 from csdseg.data.classes import VOC_CLASSES, voc_palette
@@ -35,6 +34,7 @@ from csdseg.data.synthetic_layouts import (add_void_border, fill_void, load_layo
 from csdseg.data.synthetic_textures import (CLASS_CONTEXT, CONTEXTS, render_class,
                                             render_context)
 from csdseg.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text
+from csdseg.progress import progress_bar
 
 __all__ = ["CONTEXTS", "CLASS_CONTEXT", "P_CONTEXT", "generate", "make_sample", "choose_context"]
 
@@ -186,17 +186,17 @@ def generate(out_dir: str | Path, n_train: int, n_val: int, size: int, seed: int
            for split, n in (("train", n_train), ("val", n_val))}
     jobs = [(str(out), i, image_id) for split in ids for i, image_id in enumerate(ids[split])]
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    progress = dict(total=len(jobs), desc="synth", unit="img", disable=None)
+    bar = dict(total=len(jobs), desc="synth", unit="img")
     if workers == 1:
         _init_worker(settings, layouts)
-        results = [_work(job) for job in tqdm(jobs, **progress)]
+        results = [_work(job) for job in progress_bar(jobs, **bar)]
     else:
         # fork where there is one: spawn re-imports __main__, which fails for stdin scripts;
         # the workers only use numpy, PIL and single-threaded OpenCV, which survive a fork
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         pool = multiprocessing.get_context(method).Pool(workers, _init_pool_worker, (settings, layouts))
         with pool:
-            results = list(tqdm(pool.imap(_work, jobs, chunksize=16), **progress))
+            results = list(progress_bar(pool.imap(_work, jobs, chunksize=16), **bar))
     labels, contexts, used = {}, {}, {}
     for image_id, classes, context, layout in results:
         vector = np.zeros(len(VOC_CLASSES), np.float32)

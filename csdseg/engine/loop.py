@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_checkpoint, save_final, save_training_state, set_rng_state
@@ -26,6 +25,7 @@ from csdseg.engine.logger import RunLogger
 from csdseg.engine.schedule import set_lr
 from csdseg.engine.seed import worker_init
 from csdseg.errors import StageError
+from csdseg.progress import progress_bar
 from csdseg.runs import RunDir
 
 log = logging.getLogger("csdseg.train")
@@ -155,8 +155,8 @@ def train(spec: TrainSpec) -> dict[str, Any]:
                                 collate_fn=spec.collate_fn, worker_init_fn=worker_init,
                                 pin_memory=spec.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(spec.seed * 10007 + epoch))
-            bar = tqdm(loader, desc=f"{spec.stage} epoch {epoch + 1}/{spec.epochs}",
-                       disable=not dist.is_main(), leave=False)
+            bar = progress_bar(loader, desc=f"{spec.stage} epoch {epoch + 1}/{spec.epochs}",
+                               disable=not dist.is_main(), leave=False)
             for batch in bar:
                 set_lr(spec.optimizer, spec.lr_at(step, total))
                 with torch.autocast(spec.device.type, enabled=spec.amp):

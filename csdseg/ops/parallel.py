@@ -2,10 +2,10 @@
 
 Per-image CPU stages (dense CRF, confident labels, mask evaluation) are single-threaded, so a
 process per core is what makes them fast. :func:`map_ids` hides the pool: it sends ``fn`` to
-each worker once (not with every task), hands out ids in small chunks, shows a tqdm bar, and
-returns the results in the order of ``ids``. Workers are started with ``spawn``: forking a
-parent that has already started torch/OpenMP threads can deadlock, and spawn behaves the same
-on Linux, macOS and Windows. ``fn`` must therefore be picklable (a module-level function, a
+each worker once (not with every task), hands out ids in small chunks, shows a progress bar
+(``csdseg.progress``), and returns the results in the order of ``ids``. Workers are started
+with ``spawn``: forking a parent that has already started torch/OpenMP threads can deadlock,
+and spawn behaves the same on Linux, macOS and Windows. ``fn`` must therefore be picklable (a module-level function, a
 ``functools.partial`` of one, or an instance of a module-level class).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from typing import Any, Callable, Sequence, TypeVar
 
-from tqdm import tqdm
+from csdseg.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -73,7 +73,7 @@ def map_ids(fn: Callable[[str], T], ids: Sequence[str], workers: int = 0,
     count = resolve_workers(workers, len(ids))
     results: dict[str, Any] = {}
     if count <= 1 or len(ids) <= 1:
-        for image_id in tqdm(ids, desc=desc, unit="img", dynamic_ncols=True):
+        for image_id in progress_bar(ids, desc=desc, unit="img", dynamic_ncols=True):
             try:
                 results[image_id] = fn(image_id)
             except Exception as exc:  # noqa: BLE001 - same contract as the pool path
@@ -85,7 +85,7 @@ def map_ids(fn: Callable[[str], T], ids: Sequence[str], workers: int = 0,
         context = multiprocessing.get_context("spawn")
         with context.Pool(count, initializer=_init_worker, initargs=(fn,)) as pool:
             stream = pool.imap_unordered(_call, ids, chunksize=chunksize)
-            for image_id, value in tqdm(stream, total=len(ids), desc=desc, unit="img",
-                                        dynamic_ncols=True):
+            for image_id, value in progress_bar(stream, total=len(ids), desc=desc, unit="img",
+                                                dynamic_ncols=True):
                 results[image_id] = value
     return [results[image_id] for image_id in ids]

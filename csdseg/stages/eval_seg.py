@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError
 from csdseg.data import build_source
@@ -28,6 +27,7 @@ from csdseg.evaluation import evaluate_labels, format_report
 from csdseg.io import atomic_save_png, atomic_write_json
 from csdseg.engine.checkpoint import load_seg_model
 from csdseg.ops.seg_inference import predict_probs
+from csdseg.progress import progress_bar
 from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 from csdseg.visualize import palette_png
@@ -90,7 +90,7 @@ def evaluate(cfg: Config, split: str | None = None, checkpoint: str | None = Non
 
     if not scoring:
         todo = [i for i in source.ids if not all((f / f"{i}.png").is_file() for f in outputs)]
-        for image_id in tqdm(todo, desc="eval-seg", disable=not progress):
+        for image_id in progress_bar(todo, desc="eval-seg", disable=not progress):
             predict_and_save(image_id)
         return {"split": split, "n_images": len(source.ids), "written": [str(f) for f in outputs]}
     report = evaluate_labels(source, source.ids, predict_and_save, progress=progress)

@@ -14,7 +14,6 @@ import logging
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from csdseg.cam_file import save_cam
 from csdseg.config import Config
@@ -25,6 +24,7 @@ from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
 from csdseg.ops.cam import multiscale_cam
 from csdseg.ops.cam_backend import cam_function
+from csdseg.progress import progress_bar
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -63,7 +63,7 @@ def run(cfg: Config) -> dict:
     if backend != "torch":  # the engine holds its own copy of the weights: drop torch's
         del model  # (~70 MB off the peak for ResNet-50, docs/benchmarks.md)
     log.info("make-cam: %s runs the CAM network", backend)
-    for item in tqdm(loader, desc="make-cam", disable=not dist.is_main()):
+    for item in progress_bar(loader, desc="make-cam", disable=not dist.is_main()):
         keys = torch.from_numpy(np.nonzero(item["label"].numpy())[0])
         low, high = multiscale_cam(cam_fn, item["views"], tuple(item["size"]), keys, device,
                                    cfg.cam.normalize, upsample, stride)

@@ -20,7 +20,6 @@ import json
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
 
 from csdseg.config import Config, ConfigError, load_config, to_dict
 from csdseg.config.fingerprint import HOW_NOT_WHAT
@@ -31,6 +30,7 @@ from csdseg.csd.masks import mask_place
 from csdseg.io import atomic_link, atomic_write_json
 from csdseg.ir_labels import make_labels
 from csdseg.ops.confident_labels import split_fg_bg
+from csdseg.progress import progress_bar
 from csdseg.runs import MissingInputError, RunDir
 
 HELP = "CSD's fg/bg masks: confident labels of a baseline run's CAMs (csd.from_run=NAME)"
@@ -47,7 +47,7 @@ def mask_quality(source: Source, store: MaskStore, ids: list[str] | None = None)
     pred = {"fg": 0, "bg": 0}
     gt_n = {"fg": 0, "bg": 0}
     valid_n = 0
-    for image_id in tqdm(ids or source.ids, desc="csd mask precision/recall", leave=False):
+    for image_id in progress_bar(ids or source.ids, desc="csd mask precision/recall", leave=False):
         gt = source.load_mask(image_id)
         label = store.load(image_id)
         fg, bg = split_fg_bg(label)

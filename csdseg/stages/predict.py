@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from csdseg.data.source import DataError, read_image
 from csdseg.device import resolve_device
 from csdseg.io import atomic_save_png
 from csdseg.engine.checkpoint import load_seg_model
 from csdseg.ops.seg_inference import predict_probs
+from csdseg.progress import progress_bar
 from csdseg.visualize import palette_png, side_by_side
 
 HELP = "segment images with a trained checkpoint (palette masks + overlays)"
@@ -51,7 +51,7 @@ def predict_files(checkpoint: Path, inputs: list[Path], out: Path, device: str =
     if len(set(stems)) != len(stems):
         raise DataError("two inputs share a file name stem; their outputs would collide")
     written = []
-    for path in tqdm(inputs, desc="predict", disable=not progress or len(inputs) < 2):
+    for path in progress_bar(inputs, desc="predict", disable=not progress or len(inputs) < 2):
         mask_path, overlay_path = out / f"{path.stem}.png", out / f"{path.stem}_overlay.png"
         written.append(mask_path)
         if mask_path.is_file() and overlay_path.is_file():

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from csdseg.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError, read_mask, read_split
 from csdseg.io import atomic_save_npy, atomic_save_png, atomic_write_text
+from csdseg.progress import progress_bar
 
 HELP = "derive label files (and COCO label PNGs) from a dataset's original annotations"
 
@@ -102,7 +102,8 @@ def prepare_voc(root: Path, source: str = "xml", out: Path | None = None,
         read = voc_labels_from_mask
     else:
         raise ValueError(f"source must be xml or masks, got {source!r}")
-    labels = {i: read(p) for i, p in tqdm(sorted(files.items()), desc=f"voc labels ({source})")}
+    bar = progress_bar(sorted(files.items()), desc=f"voc labels ({source})")
+    labels = {i: read(p) for i, p in bar}
     out = out or root / "cls_labels.npy"
     atomic_save_npy(out, labels)
     _report_empty("VOC", [i for i, v in labels.items() if v.sum() == 0])
@@ -132,7 +133,7 @@ def _render_task(task: tuple[Path, int, int, list]) -> None:
 
 
 def _run_tasks(tasks: list, workers: int, desc: str, total: int) -> None:
-    bar = tqdm(total=total, desc=desc, initial=total - len(tasks))
+    bar = progress_bar(total=total, desc=desc, initial=total - len(tasks))
     if workers <= 1 or len(tasks) < 2:
         for task in tasks:
             _render_task(task)

@@ -115,3 +115,20 @@ def assert_map_close(got: torch.Tensor | np.ndarray, ref: np.ndarray, what: str,
     assert err <= rtol, (f"{what}: max |diff| is {err:.3g} of the official map's maximum "
                          f"(tolerance {rtol:g})")
     return err
+
+
+# Labels are thresholds or argmaxes of floats that csdseg and the official code compute on
+# different paths (and machines): another CPU's last-bit rounding can flip a pixel at a tie,
+# so the share allowed is that of tests/test_redesign_outputs.py. Measured: none flips on the
+# AVX-512 Intel and AVX2 AMD machines the suite has run on.
+LABEL_FLIP_SHARE = 0.005
+
+
+def assert_labels_close(got: np.ndarray, ref: np.ndarray, what: str,
+                        share: float = LABEL_FLIP_SHARE) -> None:
+    """Same shape, and at most ``share`` of the entries differ from the official labels."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape}, official {ref.shape}"
+    differ = int((got != ref).sum())
+    assert differ <= share * ref.size, (f"{what}: {differ} of {ref.size} entries differ "
+                                        f"(at most {share:.1%} allowed)")
