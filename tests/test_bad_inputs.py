@@ -91,7 +91,9 @@ def test_corrupt_image_stops_training_naming_it(data, tmp_path, capsys, damage):
     # num_workers=1: the error crosses a DataLoader worker and must still be one line
     msg = cli_error(capsys, "train-cam", *train_args(data, tmp_path, "train.max_steps=0",
                                                      "data.num_workers=1"))
-    assert msg.startswith(f"image {path} is corrupt or truncated (")
+    problem = ("is corrupt or truncated (" if damage == "truncated" else
+               "is not an image file (no format PIL reads starts with b'not a jpeg at al'); ")
+    assert msg.startswith(f"image {path} {problem}")
     assert msg.endswith("replace or remove it, or set data.skip_bad_images=true to leave it out")
     assert not RunDir(tmp_path / "synthetic_irn").checkpoint("cam").exists()
 

@@ -31,6 +31,7 @@ HOW_NOT_WHAT = {"name", "run_root", "device", "data.num_workers", "data.infer_sp
                 "refine.walk_threads", "train.log_every", "train.save_every", "irn.log_every",
                 "irn.save_every", "psa.log_every", "psa.save_every", "seg.log_every",
                 "seg.save_every",
+                "cam.max_pixels",  # a guard: refuses images, never changes a map
                 "cam.backend",  # the engine: maps within 1e-5 of torch's (tests/test_cam_backend.py)
                 "seg.num_workers", "seg.val_every", "seg.eval_split"}
 

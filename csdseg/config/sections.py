@@ -90,6 +90,9 @@ class CamConfig:
     # the engine of make-cam's forward passes (csdseg/ops/cam_backend.py): torch | onnxruntime
     # (CPU, optional extra; maps within 1e-5 of torch's) | auto (onnxruntime where installed)
     backend: Literal["torch", "onnxruntime", "auto"] = "torch"
+    # refuse (before any work) images larger than this: memory grows with the pixel count,
+    # ~2 GiB per megapixel with IRN's ResNet-50 and 4 scales (docs/datasets.md); 0 = no limit
+    max_pixels: int = 4_000_000
 
 
 @dataclass

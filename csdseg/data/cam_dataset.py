@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from csdseg.data.augment import Augment
-from csdseg.data.source import Source
+from csdseg.data.source import DataError, Source, check_image
 from csdseg.data.transforms import normalize, rescale, sample_rng
 
 
@@ -52,6 +52,30 @@ class MultiScaleDataset(Dataset):
             views.append(torch.from_numpy(np.ascontiguousarray(stack)))
         return {"id": image_id, "size": img.shape[:2], "views": views,
                 "label": torch.from_numpy(self.source.label(image_id))}
+
+
+def check_cam_inputs(source: Source, ids: list[str], scales: list[float], cell: int,
+                     max_pixels: int, model_name: str) -> None:
+    """Before any make-cam work: every image of ``ids`` reads (:func:`check_image`), has at most
+    ``max_pixels`` pixels (0 = no limit; memory grows with them), and at the smallest of
+    ``scales`` still covers one ``cell`` (the network's stride or patch) on its short side."""
+    smallest = min(scales)
+    for image_id in ids:
+        path = source.image_path(image_id)
+        height, width, _ = check_image(path)
+        if max_pixels and height * width > max_pixels:
+            raise DataError(
+                f"image {path} is {width}x{height} ({height * width / 1e6:.1f} megapixels), more "
+                f"than cam.max_pixels={max_pixels}: make-cam's multi-scale maps take about 2 GiB "
+                "per megapixel (IRN's ResNet-50, 4 scales, CPU); downscale the dataset's images "
+                "(and their masks, nearest-neighbour), or raise cam.max_pixels")
+        short = min(max(1, round(side * smallest)) for side in (height, width))
+        if short < cell:
+            raise DataError(
+                f"image {path} is {width}x{height}, too small for make-cam: at the smallest of "
+                f"cam.scales ({smallest:g}) its short side is {short} px, less than one {cell} px "
+                f"cell of {model_name}; use cam.scales of at least "
+                f"{cell / min(height, width):.2g}, or leave the image out")
 
 
 def first_item(batch: list):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from csdseg.cam_file import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
-from csdseg.data.cam_dataset import MultiScaleDataset, first_item
+from csdseg.data.cam_dataset import MultiScaleDataset, check_cam_inputs, first_item
 from csdseg.device import resolve_device
 from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
@@ -48,10 +48,13 @@ def run(cfg: Config) -> dict:
     run_dir = RunDir.from_config(cfg)
     source = build_source(cfg.data, cfg.data.infer_split)
     model = load_cam_model(cfg, source.num_classes, device)
+    out_dir = run_dir.cam_dir
+    pending = [i for i in dist.shard(source.ids) if not (out_dir / f"{i}.npy").is_file()]
+    check_cam_inputs(source, pending, cfg.cam.scales, model.feature_stride, cfg.cam.max_pixels,
+                     cfg.model.name)  # refuse bad images before the run folder is touched
     if dist.is_main():
         run_dir.start_stage("make_cam", cfg)
     dist.barrier()  # every rank writes CAMs: none starts before rank 0 holds the run's lock
-    out_dir = run_dir.cam_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [i for i in dist.shard(source.ids) if not (out_dir / f"{i}.npy").is_file()]
     skipped = len(dist.shard(source.ids)) - len(todo)
