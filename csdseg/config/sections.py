@@ -215,7 +215,7 @@ class SegConfig(TrainLoop, SgdPoly):
     pretrained: str = "hub"  # hub | none | path to a local timm state dict
     output_stride: Literal[0, 8, 16] = 0  # 0 = the model's default (8 DeepLab-v2, 16 DeepLab-v3+)
     frozen_bn: bool = True  # DeepLab-v2 only: batch-norm statistics frozen, as in the release
-    pseudo_dir: str = ""  # "" = this run's pseudo-masks
+    pseudo_dir: str = ""  # "" = this run's pseudo-masks; gt = the true masks (the ceiling)
     scale_range: list[float] = field(default_factory=lambda: [0.5, 1.5])  # random rescale
     head_lr_mult: float = 10.0  # the head at 10x the backbone (as optim.head_lr_mult)
     # input: logits upsampled to the crop | logits: labels downsampled

@@ -31,10 +31,11 @@ def check_pseudo_masks(mask_dir: Path, ids: list[str], made_by: str = "make-sem-
 class SegTrainDataset(Dataset):
     """``dataset[(epoch, index)]`` -> {"img": float32 [3, S, S], "mask": int64 [S, S]}.
 
-    The augmentation of a sample is a pure function of (seed, epoch, index).
+    The augmentation of a sample is a pure function of (seed, epoch, index). ``mask_dir=None``
+    trains on the dataset's own ground-truth masks (the fully supervised ceiling).
     """
 
-    def __init__(self, source: Source, ids: list[str], mask_dir: Path, crop_size: int,
+    def __init__(self, source: Source, ids: list[str], mask_dir: Path | None, crop_size: int,
                  scale_range: tuple[float, float] = (0.5, 1.5), hflip: bool = True,
                  seed: int = 0) -> None:
         if crop_size < 1:
@@ -42,7 +43,8 @@ class SegTrainDataset(Dataset):
         lo, hi = scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"scale_range must be [lo, hi] with 0 < lo <= hi, got {scale_range}")
-        self.source, self.ids, self.mask_dir = source, list(ids), Path(mask_dir)
+        self.source, self.ids = source, list(ids)
+        self.mask_dir = Path(mask_dir) if mask_dir is not None else None
         self.seed = seed
         self.augment = ScaleCrop(crop_size, (lo, hi), hflip)
 
@@ -52,6 +54,8 @@ class SegTrainDataset(Dataset):
     def load_pair(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 image [H, W, 3] and its pseudo-mask uint8 [H, W], sizes checked."""
         img = self.source.load_image(image_id)
+        if self.mask_dir is None:
+            return img, self.source.load_mask(image_id)  # sizes checked by the source
         mask_path = self.mask_dir / f"{image_id}.png"
         mask = read_mask(mask_path, self.source.num_classes)
         if mask.shape != img.shape[:2]:

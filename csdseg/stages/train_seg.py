@@ -1,7 +1,8 @@
 """Train the segmentation network (DeepLab) on the run's pseudo-masks.
 
 Reads ``sem_seg/<id>.png`` (or ``seg.pseudo_dir``) for every id of ``data.train_split`` and
-trains ``seg.model`` with DeepLab-v2's VOC recipe: pixel-wise cross-entropy ignoring 255, SGD
+trains ``seg.model`` (``seg.pseudo_dir=gt``: on the split's true masks, the fully supervised
+ceiling every weakly supervised figure is read against) with DeepLab-v2's VOC recipe: pixel-wise cross-entropy ignoring 255, SGD
 (momentum 0.9, weight decay 5e-4) at lr 2.5e-4 with the head at 10x, poly decay (power 0.9),
 random scale 0.5-1.5, flip, 321 crops (512 for DeepLab-v3+), batch 10. After each epoch it
 scores single-scale predictions on ``seg.eval_split`` when that split has ground-truth masks
@@ -36,6 +37,7 @@ from csdseg.runs import RunDir
 HELP = "train the segmentation network (DeepLab) on the pseudo-masks"
 STAGE = "train_seg"
 CKPT = "seg"
+GROUND_TRUTH = "gt"  # seg.pseudo_dir=gt: the train split's true masks (the supervised ceiling)
 log = logging.getLogger("csdseg.train_seg")
 
 
@@ -109,10 +111,16 @@ def run(cfg: Config) -> dict[str, Any]:
         raise ConfigError(f"seg.loss_at must be input or logits, got '{seg.loss_at}'")
     if len(seg.scale_range) != 2:
         raise ConfigError("seg.scale_range must be [lo, hi]")
-    mask_dir = Path(seg.pseudo_dir) if seg.pseudo_dir else run_dir.sem_seg_dir
-    run_dir.require(mask_dir, made_by="make-sem-seg")
     source = build_source(cfg.data, cfg.data.train_split)
-    check_pseudo_masks(mask_dir, source.ids)
+    if seg.pseudo_dir == GROUND_TRUTH:  # the ceiling: the same network on the true masks
+        if not source.has_masks():
+            raise ConfigError(f"seg.pseudo_dir=gt: split '{cfg.data.train_split}' has no "
+                              "ground-truth masks to train the ceiling on")
+        mask_dir = None
+    else:
+        mask_dir = Path(seg.pseudo_dir) if seg.pseudo_dir else run_dir.sem_seg_dir
+        run_dir.require(mask_dir, made_by="make-sem-seg")
+        check_pseudo_masks(mask_dir, source.ids)
     device = dist.init_from_env(resolve_device(cfg.device))
     seed_everything(cfg.seed)
     model = build_from_config(seg, source.num_classes)
