@@ -139,7 +139,8 @@ class Agree:
             l_cpu, l_dev = cpu(x), dev(x.to(self.device)).cpu()
         rel = (l_dev - l_cpu).abs().max() / l_cpu.abs().max().clamp_min(1e-12)
         return [self.row("DeepLab logits: max diff / max |logit|", rel, "seg"),
-                self.row("DeepLab labels: pixels changed", changed(l_dev.argmax(1), l_cpu.argmax(1)),
+                self.row("DeepLab labels: pixels changed",
+                         changed(l_dev.argmax(1), l_cpu.argmax(1)),
                          "seg_labels", "share")]
 
     def csd_batch(self, crop: int) -> dict:

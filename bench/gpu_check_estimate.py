@@ -27,7 +27,8 @@ def multi_label_share() -> float:
     """The share of VOC train_aug images with more than one class (IRN's label file)."""
     labels = np.load(RESOURCES / "voc12/cls_labels.npy", allow_pickle=True).item()
     ids = (RESOURCES / "voc12/train_aug.txt").read_text().split()
-    counts = [labels[int(i.replace("_", ""))].sum() for i in ids if int(i.replace("_", "")) in labels]
+    keys = [int(i.replace("_", "")) for i in ids]  # the file's keys: 2007_000032 -> 2007000032
+    counts = [labels[k].sum() for k in keys if k in labels]
     return float(np.mean(np.asarray(counts) > 1))
 
 
