@@ -125,6 +125,34 @@ def per_image_seconds() -> dict[str, float]:
     return {"two CRFs": crf, "random walk": time.perf_counter() - start}
 
 
+def datasets() -> list[tuple[str, int, int]]:
+    """(name, training images, val images) of VOC train_aug and COCO, from the packaged lists."""
+    def count(name: str) -> int:
+        return len((RESOURCES / name).read_text().split())
+
+    return [("VOC 2012 train_aug", count("voc12/train_aug.txt"), count("voc12/val.txt")),
+            ("COCO 2014 train", count("coco14/train14.txt"), count("coco14/val14.txt"))]
+
+
+def work_plan(irn, mct, n_train: int, n_val: int) -> list[tuple[str, str, int]]:
+    """(recipe, stage, images processed) of every stage, from the presets' epochs: the work
+    counts that bench/gpu_check.py also turns into hours with its measured rates."""
+    t, i, s, p = irn.train, irn.irn, irn.seg, mct.psa
+    return [("IRN", "train-cam ResNet-50", n_train * t.epochs),
+            ("IRN", "make-cam ResNet-50", n_train),
+            ("IRN", "make-ir-label (two CRFs)", n_train),
+            ("IRN", "train-irn", n_train * i.epochs),
+            ("IRN", "make-sem-seg IRN boundary", n_train),
+            ("IRN", "make-sem-seg (random walk)", n_train),
+            ("both", "train-seg DeepLab-v2", n_train * s.epochs),
+            ("both", "eval-seg DeepLab-v2 (val)", n_val),
+            ("MCT", "train-cam MCTformer-V2", n_train * mct.train.epochs),
+            ("MCT", "make-cam MCTformer-V2", n_train),
+            ("MCT", "PSA confident scores (two CRFs)", n_train),
+            ("MCT", "train-aff ResNet-38", n_train * p.epochs),
+            ("MCT", "make-sem-seg PSA affinities", n_train)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -199,26 +227,8 @@ def main() -> None:
     print(f"per image, CPU only: two CRFs {direct['two CRFs']:.2f} s, random walk "
           f"{direct['random walk']:.2f} s\nload at end: {load()}\n")
     gpu = args.gpu_tflops * args.utilisation * 1e3  # GFLOP/s
-    def count(name: str) -> int:  # the packaged split lists
-        return len((RESOURCES / name).read_text().split())
-
-    for dataset, n_train, n_val in (("VOC 2012 train_aug", count("voc12/train_aug.txt"),
-                                     count("voc12/val.txt")),
-                                    ("COCO 2014 train", count("coco14/train14.txt"),
-                                     count("coco14/val14.txt"))):
-        plan = [("IRN", "train-cam ResNet-50", n_train * t.epochs),
-                ("IRN", "make-cam ResNet-50", n_train),
-                ("IRN", "make-ir-label (two CRFs)", n_train),
-                ("IRN", "train-irn", n_train * i.epochs),
-                ("IRN", "make-sem-seg IRN boundary", n_train),
-                ("IRN", "make-sem-seg (random walk)", n_train),
-                ("both", "train-seg DeepLab-v2", n_train * s.epochs),
-                ("both", "eval-seg DeepLab-v2 (val)", n_val),
-                ("MCT", "train-cam MCTformer-V2", n_train * mct.train.epochs),
-                ("MCT", "make-cam MCTformer-V2", n_train),
-                ("MCT", "PSA confident scores (two CRFs)", n_train),
-                ("MCT", "train-aff ResNet-38", n_train * p.epochs),
-                ("MCT", "make-sem-seg PSA affinities", n_train)]
+    for dataset, n_train, n_val in datasets():
+        plan = work_plan(irn, mct, n_train, n_val)
         print(f"#### {dataset}: {n_train:,} training images, {n_val:,} val\n")
         threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
         print("| recipe | stage | images processed | GFLOP / image | CPU hours here "

@@ -142,3 +142,17 @@ def test_unknown_model_and_class_count_mismatch():
         build_model("resnet51_cam", 3)
     with pytest.raises(ConfigError, match="model.num_classes=7 but the dataset has 20"):
         build_cam_model(ModelConfig(name="resnet10t_cam", pretrained="none", num_classes=7), 20)
+
+
+@pytest.mark.parametrize("name", ["resnet10t_cam", "mctformer_v2_tiny"])
+def test_classification_loss_is_float32_under_autocast(name):
+    """Under AMP the logits are half precision; the loss (a log-sigmoid) is taken in float32."""
+    torch.manual_seed(0)
+    model = build_model(name, 4, "none").eval()
+    x, labels = torch.randn(2, 3, 64, 64), torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        loss = model.classification_loss(out, labels)
+    assert loss.dtype == torch.float32  # (the ResNet's logits are bfloat16 here)
+    half = {k: v.float() for k, v in out.items() if torch.is_tensor(v)}
+    assert torch.allclose(loss, model.classification_loss(half, labels), rtol=1e-6)

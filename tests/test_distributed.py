@@ -102,3 +102,23 @@ def test_two_processes_match_one_process(synth_root, tmp_path):
         assert np.array_equal(a.keys, b.keys)
         assert np.allclose(a.high_res, b.high_res, atol=1e-5)
         assert np.allclose(a.cam, b.cam, atol=1e-5)
+
+
+def test_one_process_under_torchrun_joins_the_group_and_trains_through_ddp(monkeypatch):
+    """torchrun --nproc_per_node=1 runs the code path of N processes (gloo here, NCCL on a GPU):
+    that is how bench/gpu_check.py checks DDP and the CSD teacher beside it on one device."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert dist.init_from_env(torch.device("cpu")) == torch.device("cpu")
+    assert not dist.joined()  # not launched by torchrun: alone, as before
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
+                       ("MASTER_PORT", str(free_port()))):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    try:
+        assert dist.init_from_env(torch.device("cpu")) == torch.device("cpu")
+        assert dist.joined() and dist.world() == (0, 1)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert not dist.joined()

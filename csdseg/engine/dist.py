@@ -19,9 +19,25 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def launched_by_torchrun() -> bool:
+    """torchrun (torch.distributed.run) sets TORCHELASTIC_RUN_ID in every process it starts."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def joined() -> bool:
+    """Whether this process is in a process group (then training wraps the model in DDP)."""
+    return torch_dist.is_available() and torch_dist.is_initialized()
+
+
 def init_from_env(device: torch.device) -> torch.device:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); pick this rank's GPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch_dist.is_initialized():
+    """Join the process group torchrun describes; pick this rank's GPU.
+
+    Under torchrun even one process joins (``--nproc_per_node=1``): it then runs the code path
+    of N processes (NCCL or gloo, DDP, the teacher beside DDP), which is how one GPU checks it
+    (bench/gpu_check.py). Outside torchrun a WORLD_SIZE > 1 (set by another launcher) joins too.
+    """
+    if torch_dist.is_initialized() or (int(os.environ.get("WORLD_SIZE", "1")) <= 1
+                                       and not launched_by_torchrun()):
         return device
     backend = "nccl" if device.type == "cuda" else "gloo"
     torch_dist.init_process_group(backend=backend)

@@ -106,6 +106,20 @@ def step_state(step_fn: StepFn) -> dict[str, Any]:
     return {"step_fn": step_fn.state_dict()} if hasattr(step_fn, "state_dict") else {}
 
 
+def update(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+           loss: torch.Tensor) -> None:
+    """Backward and one optimiser step; with AMP's scaler, a step whose gradients are not
+    finite is skipped and the scale lowered (bench/gpu_check.py times steps through this)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def train(spec: TrainSpec) -> dict[str, Any]:
     """Run (or resume) training; returns {"step", "epoch", "last": {scalars}}."""
     n = len(spec.dataset)
@@ -136,7 +150,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
             spec.step_fn.load_state_dict(state.get("extra", {}).get("step_fn", {}))
         step = state["step"]
         log.info("resuming %s from step %d/%d", spec.stage, step, total)
-    if dist.world()[1] > 1:
+    if dist.joined():  # under torchrun, even with one process (csdseg.engine.dist)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[spec.device.index] if spec.device.type == "cuda" else None)
     logger = (RunLogger(spec.run.log(spec.stage), spec.run.tb(spec.stage), start_step=step)
@@ -166,14 +180,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
                     raise StageError(f"{spec.stage}: the loss became {mean_loss} at step {step}; "
                                      f"lower the learning rate (the last good checkpoint "
                                      f"{last_path} is intact)")
-                spec.optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(spec.optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    spec.optimizer.step()
+                update(spec.optimizer, scaler, loss)
                 step += 1
                 scalars = {"loss": mean_loss, **scalars}
                 bar.set_postfix(loss=f"{mean_loss:.4f}")

@@ -68,7 +68,8 @@ class StagedCAM(nn.Module):
         return F.relu(self.classifier(self.features(x)))
 
     def classification_loss(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        return F.multilabel_soft_margin_loss(out["logits"], labels)
+        # float32: under AMP the logits are float16, whose log-sigmoid keeps ~3 digits
+        return F.multilabel_soft_margin_loss(out["logits"].float(), labels)
 
     def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict]:
         """The trainable backbone at ``lr``, the classifier at ``lr x head_mult`` (IRN: 10x)."""

@@ -129,9 +129,9 @@ class MCTformer(nn.Module):
                             ) -> torch.Tensor:
         """Multilabel soft margin on the class-token scores (V2: plus the same on the patch
         scores); labels [B, K] in {0, 1}."""
-        loss = F.multilabel_soft_margin_loss(out["logits"], labels)
+        loss = F.multilabel_soft_margin_loss(out["logits"].float(), labels)
         if "patch_logits" in out:
-            loss = loss + F.multilabel_soft_margin_loss(out["patch_logits"], labels)
+            loss = loss + F.multilabel_soft_margin_loss(out["patch_logits"].float(), labels)
         return loss
 
     def param_groups(self, lr: float, weight_decay: float, head_mult: float) -> list[dict[str, Any]]:

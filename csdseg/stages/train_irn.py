@@ -22,6 +22,7 @@ from csdseg.data.augment import ScaleCrop
 from csdseg.data.transforms import keyed_sample
 from csdseg.device import resolve_device
 from csdseg.config.fingerprint import resume_difference
+from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd
@@ -86,7 +87,9 @@ def run(cfg: Config) -> dict:
     run_dir = RunDir.from_config(cfg)
     label_dir = run_dir.require(run_dir.ir_label_dir, made_by="make-ir-label")
     run_dir.start_stage(STAGE, cfg)
-    device = resolve_device(cfg.device)
+    # under torchrun: join the group and take this rank's GPU, as the other training stages
+    # (without it every rank trained the whole batch alone, all of them on cuda:0)
+    device = dist.init_from_env(resolve_device(cfg.device))
     index = PathIndex(c.path_radius)
     source = build_source(cfg.data, cfg.data.train_split)
     dataset = AffinityDataset(source, label_dir, c.crop_size, (c.scale_range[0], c.scale_range[1]),
