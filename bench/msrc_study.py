@@ -12,11 +12,18 @@ built are counted. Finished runs are skipped (a killed command resumes); one JSO
 
   python bench/msrc_study.py run --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
   python bench/msrc_study.py table --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
+
+Stages 2 and 3 (``downstream``): for each run of ``--seeds``, the pseudo-masks of every
+refiner in ``--refiners`` (scored on train masks) and, for the runs in ``--deeplab``, DeepLab
+trained on the random walk's masks (scored on val). ``ceiling`` trains the same DeepLab on the
+true train masks (seg.pseudo_dir=gt), scored on val and on train. ``all`` does everything.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -26,7 +33,8 @@ from csd_study import SETTINGS  # noqa: E402  (bench/ is a folder of scripts)
 from csdseg.config import Config, load_config  # noqa: E402
 from csdseg.engine.logger import read_log  # noqa: E402
 from csdseg.io import atomic_write_json  # noqa: E402
-from csdseg.stages import eval_cam, make_cam, make_csd_masks, train_cam  # noqa: E402
+from csdseg.stages import eval_cam, eval_sem_seg, eval_seg, make_cam, make_csd_masks, train_cam  # noqa: E402,E501
+from csdseg.stages.pipeline import run_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "msrc_v2"
 
@@ -87,6 +95,57 @@ def run_one(args: argparse.Namespace, seed: int, run: str) -> dict:
     return result
 
 
+def seg_summary(report: dict) -> dict:
+    ctx = report.get("context_confusion") or {}
+    return {"miou": report["miou"], "context_confusion": ctx.get("mean"),
+            "worst_context": ctx.get("worst"), "per_class": report["per_class"]}
+
+
+def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
+    """Pseudo-masks of each refiner (train masks) and, if asked, DeepLab on the walk's (val)."""
+    out = Path(args.out) / f"result_{run}_s{seed}.json"
+    result = json.loads(out.read_text())
+    # the run has one sem_seg/ folder: the other refiners first, each moved aside to
+    # sem_seg_<method>/ once scored, the random walk last, whose masks DeepLab trains on
+    for method in sorted(args.refiners, key=lambda m: m == "rw"):
+        key = f"pseudo_{method}"
+        if key in result:
+            continue
+        base = config(args, seed, run)
+        cfg = dataclasses.replace(base, refine=dataclasses.replace(base.refine, method=method))
+        folder = cfg.run_dir / "sem_seg"
+        if method != "rw" and folder.is_dir():
+            shutil.rmtree(folder)  # only this method's own masks, cut short by a kill
+        if method == "rw":
+            run_stage("make-ir-label", cfg)
+            run_stage("train-irn", cfg)
+        run_stage("make-sem-seg", cfg)
+        result[key] = seg_summary(eval_sem_seg.evaluate(cfg, progress=False))
+        if method != "rw":
+            folder.rename(cfg.run_dir / f"sem_seg_{method}")
+        atomic_write_json(out, result)
+    if run in args.deeplab and "deeplab" not in result:
+        cfg = config(args, seed, run)
+        run_stage("train-seg", cfg)
+        result["deeplab"] = seg_summary(eval_seg.evaluate(cfg, progress=False))
+        atomic_write_json(out, result)
+    return result
+
+
+def ceiling(args: argparse.Namespace) -> dict:
+    """The same DeepLab on the true masks of the train split: val and train mIoU."""
+    out = Path(args.out) / "result_ceiling.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    cfg = load_config("msrc_irn", [f"data.root={args.root}", f"run_root={args.out}", "seed=0",
+                                   "name=ceiling", "seg.pseudo_dir=gt", *args.overrides])
+    run_stage("train-seg", cfg)
+    result = {split: seg_summary(eval_seg.evaluate(cfg, split=split, progress=False))
+              for split in ("val", "train")}
+    atomic_write_json(out, result)
+    return result
+
+
 def fmt(values: list[float]) -> str:
     if not values:
         return "-"
@@ -94,43 +153,74 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):+.1f} ± {std:.1f}"
 
 
+def _get(result: dict, path: str) -> float | None:
+    value = result
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+ROWS = [("CAM mIoU @0.15", "fixed.miou"), ("CAM mIoU, best threshold", "best.miou"),
+        ("CAM context confusion @0.15 (lower better)", "fixed.context_confusion"),
+        ("CAM context confusion, best threshold", "best.context_confusion"),
+        ("CAM co-occurrence confusion @0.15", "fixed.cooc"),
+        ("CAM single - multi gap @0.15", "fixed.gap"),
+        ("pseudo-mask mIoU, random walk", "pseudo_rw.miou"),
+        ("pseudo-mask context confusion, random walk", "pseudo_rw.context_confusion"),
+        ("pseudo-mask mIoU, CAM + CRF", "pseudo_crf.miou"),
+        ("pseudo-mask context confusion, CAM + CRF", "pseudo_crf.context_confusion"),
+        ("DeepLab mIoU (val)", "deeplab.miou"),
+        ("DeepLab context confusion (val)", "deeplab.context_confusion")]
+
+
 def table(args: argparse.Namespace) -> str:
     out = Path(args.out)
-    res = {p.stem[len("result_"):]: json.loads(p.read_text()) for p in out.glob("result_*.json")}
+    res = {p.stem[len("result_"):]: json.loads(p.read_text()) for p in out.glob("result_*_s*.json")}
     runs = ["base", "ctl", *args.settings]
-    rows = [("CAM mIoU @0.15", "fixed", "miou"), ("CAM mIoU, best threshold", "best", "miou"),
-            ("context confusion @0.15 (lower better)", "fixed", "context_confusion"),
-            ("context confusion, best threshold", "best", "context_confusion"),
-            ("co-occurrence confusion @0.15", "fixed", "cooc"),
-            ("single - multi gap @0.15", "fixed", "gap")]
-    head = ["metric (train, % )", *(f"{r} (mean ± std)" for r in runs),
+    head = ["metric (%; train masks unless val)", *(f"{r} (mean ± std)" for r in runs),
             *(f"{s} - ctl (paired)" for s in args.settings)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, where, key in rows:
+    for label, path in ROWS:
         cells = [label]
         for r in runs:
-            vals = [100 * res[f"{r}_s{s}"][where][key] for s in args.seeds
-                    if f"{r}_s{s}" in res and res[f"{r}_s{s}"][where][key] is not None]
-            cells.append(fmt(vals).lstrip("+") + f" (n={len(vals)})")
+            vals = [100 * v for s in args.seeds
+                    if (v := _get(res.get(f"{r}_s{s}", {}), path)) is not None]
+            cells.append(fmt(vals).lstrip("+") + f" (n={len(vals)})" if vals else "-")
         for setting in args.settings:
-            diffs = [100 * (res[f"{setting}_s{s}"][where][key] - res[f"ctl_s{s}"][where][key])
-                     for s in args.seeds if f"{setting}_s{s}" in res and f"ctl_s{s}" in res
-                     and res[f"{setting}_s{s}"][where][key] is not None]
+            diffs = [100 * (a - b) for s in args.seeds
+                     if (a := _get(res.get(f"{setting}_s{s}", {}), path)) is not None
+                     and (b := _get(res.get(f"ctl_s{s}", {}), path)) is not None]
             cells.append(fmt(diffs))
-        lines.append("| " + " | ".join(cells) + " |")
+        if any(c != "-" for c in cells[1:]):
+            lines.append("| " + " | ".join(cells) + " |")
+    ceiling_file = out / "result_ceiling.json"
+    if ceiling_file.is_file():
+        ceil = json.loads(ceiling_file.read_text())
+        lines.append(f"\nceiling (the same DeepLab on the true train masks): val mIoU "
+                     f"{100 * ceil['val']['miou']:.1f}, train mIoU {100 * ceil['train']['miou']:.1f}, "
+                     f"val context confusion {100 * (ceil['val']['context_confusion'] or 0):.1f}")
+        for r in runs:
+            vals = [v for s in args.seeds if (v := _get(res.get(f"{r}_s{s}", {}),
+                                                        "deeplab.miou")) is not None]
+            if vals:
+                lines.append(f"{r}: DeepLab val mIoU {100 * statistics.mean(vals):.1f} = "
+                             f"{100 * statistics.mean(vals) / ceil['val']['miou']:.0f}% of the "
+                             f"ceiling (n={len(vals)})")
     for setting in args.settings:
         for s in args.seeds:
             if f"{setting}_s{s}" in res:
                 r = res[f"{setting}_s{s}"]
-                lines.append(f"\n{setting} seed {s}: CSD samples per epoch "
+                lines.append(f"{setting} seed {s}: CSD samples per epoch "
                              f"{r['csd_samples_per_epoch']}, batches touched "
                              f"{100 * (r['batches_touched'] or 0):.0f}%")
     any_run = next(iter(res.values()), None)
     if any_run:
         t = any_run["trivial"]
-        lines.append(f"\ntrivial predictors (train): whole image {100 * t['whole_image']:.1f}, "
-                     f"all background {100 * t['all_background']:.1f}; "
-                     f"{any_run['n_single']} single-object, {any_run['n_multi']} multi-object images")
+        lines.append(f"trivial predictors (train): whole image {100 * t['whole_image']:.1f}, "
+                     f"all background {100 * t['all_background']:.1f}; {any_run['n_single']} "
+                     f"single-object, {any_run['n_multi']} multi-object images")
     text = "\n".join(lines)
     print(text)
     return text
@@ -138,21 +228,31 @@ def table(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "table"])
+    parser.add_argument("command", choices=["run", "downstream", "ceiling", "all", "table"])
     parser.add_argument("--out", default="runs/msrc_study")
     parser.add_argument("--root", default=str(ROOT.resolve()))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="*", default=["ours_x1"], choices=list(SETTINGS))
     parser.add_argument("--extra-epochs", type=int, default=3)
+    parser.add_argument("--refiners", nargs="*", default=["rw", "crf"])
+    parser.add_argument("--deeplab", nargs="*", default=["base"],
+                        help="runs (base, ctl or a setting) that get DeepLab in downstream")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args, rest = parser.parse_known_args()  # key=value overrides may follow any option
     if any("=" not in r for r in rest):
         parser.error(f"unrecognized arguments: {' '.join(r for r in rest if '=' not in r)}")
     args.overrides += rest
-    if args.command == "run":
+    runs = ["base", "ctl", *args.settings]
+    if args.command in ("run", "all"):
         for seed in args.seeds:
-            for run in ["base", "ctl", *args.settings]:
+            for run in runs:
                 run_one(args, seed, run)
+    if args.command in ("ceiling", "all"):
+        ceiling(args)
+    if args.command in ("downstream", "all"):
+        for seed in args.seeds:
+            for run in runs:
+                downstream(args, seed, run)
     table(args)
 
 
