@@ -23,6 +23,7 @@ from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
                                     dead_share, masked_kl, normalize_maps, teacher_confidence)
 from csdseg.csd.cooccurrence import CooccurrenceSampler
+from csdseg.csd.counts import CsdCounts
 from csdseg.csd.masks import mask_place
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
 from csdseg.csd.variants import resolve_variant
@@ -122,20 +123,21 @@ class CSDStep:
         self.ema: nn.Module | None = None
         self._ema_saved: dict[str, torch.Tensor] | None = None  # from a checkpoint, not yet built
         self.frozen = frozen  # teacher=frozen: never trained, never in the optimiser
-        self.epoch, self.skipped, self.warned = -1, 0, False
+        self.counts, self.warned = CsdCounts(), False
 
     # --- resumable state: the training loop stores it in the checkpoint's ``extra`` ----------
     def state_dict(self) -> dict:
         """What a resumed run needs to continue as an uninterrupted one: the EMA teacher's
-        weights (None before its first step) and the per-epoch skip count the log reports."""
+        weights (None before its first step) and the per-epoch counts the log reports."""
         ema = self.ema.state_dict() if self.ema is not None else self._ema_saved
-        return {"ema": ema, "epoch": self.epoch, "skipped": self.skipped, "warned": self.warned}
+        return {"ema": ema, "counts": self.counts.state_dict(), "warned": self.warned}
 
     def load_state_dict(self, state: dict) -> None:
         # the EMA copy is built from the student at its next step (its architecture and
         # device), then takes these weights
         self.ema, self._ema_saved = None, state.get("ema")
-        self.epoch, self.skipped = state.get("epoch", -1), state.get("skipped", 0)
+        self.counts = CsdCounts()
+        self.counts.load_state_dict(state.get("counts", {}))
         self.warned = state.get("warned", False)
 
     # --- teacher -----------------------------------------------------------------------------
@@ -176,9 +178,10 @@ class CSDStep:
         cfg = self.cfg
         x_m, labels = batch["img"], batch["label"]
         B, M = x_m.shape[0], batch["x_s"].shape[0]
-        if int(batch["epoch"][0]) < cfg.start_epoch:  # before it: the baseline's step on X_m
+        epoch = int(batch["epoch"][0])
+        if epoch < cfg.start_epoch:  # before it: the baseline's step on X_m
             M = 0
-        self._count_skipped(batch)
+        self.counts.add(epoch, M, int(batch["skipped"]))
         parts = [x_m, batch["x_fg"], batch["x_bg"]] if M else [x_m]
         if M and cfg.teacher == "joint":
             parts.append(batch["x_s"])
@@ -192,7 +195,7 @@ class CSDStep:
         self._warn(share)
         scalars = {"loss_cls": float(loss_cls.detach()), "csd_samples": float(M),
                    "dead_cam_share": share, "csd_skipped": float(batch["skipped"]),
-                   "csd_skipped_epoch": float(self.skipped)}
+                   "csd_skipped_epoch": float(self.counts.skipped_in(epoch))}
         if not M:
             scalars.update(loss_fg=0.0, loss_bg=0.0)
             return loss_cls, scalars
@@ -245,14 +248,9 @@ class CSDStep:
         return loss_fg, loss_bg
 
     # --- bookkeeping -------------------------------------------------------------------------
-    def _count_skipped(self, batch: dict) -> None:
-        epoch = int(batch["epoch"][0])
-        if epoch != self.epoch:
-            if self.epoch >= 0:
-                log.info("csd: epoch %d: %d samples trained without CSD terms (no eligible "
-                         "class to paste)", self.epoch + 1, self.skipped)
-            self.epoch, self.skipped = epoch, 0
-        self.skipped += int(batch["skipped"])
+    def summary(self) -> str:
+        """train-cam's end-of-training line: how much CSD ran (csdseg/csd/counts.py)."""
+        return self.counts.summary()
 
     def _warn(self, share: float) -> None:
         if share > self.cfg.dead_warn and not self.warned:
