@@ -22,16 +22,14 @@ import torch.nn as nn
 from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
                                     dead_share, masked_kl, normalize_maps, teacher_confidence)
-from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.counts import CsdCounts
 from csdseg.csd.masks import mask_place
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
+from csdseg.csd.pairing import build_sampler
 from csdseg.csd.variants import resolve_variant
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.engine.checkpoint import load_weights, unwrap
-from csdseg.ops.confident_labels import split_fg_bg
-from csdseg.progress import progress_bar
 from csdseg.runs import MissingInputError, RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -39,7 +37,8 @@ log = logging.getLogger("csdseg.csd")
 KL_TERMS = ("all", "pasted", "background")
 
 CHOICES = {"teacher": ("detached", "joint", "ema", "frozen"), "kl_channels": ("all", "pasted"),
-           "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
+           "apply_to": ("multi", "all"), "pair_by": ("cooccurrence", "context"),
+           "fg_paste": ("same_location", "random"),
            "normalizer": tuple(NORMALIZERS), "kl_classes": ("all", "present"),
            "teacher_classes": ("all", "pasted"), "bg_normalizer": ("", *NORMALIZERS),
            "fg_kl_terms": KL_TERMS, "bg_kl_terms": KL_TERMS, "reduction": ("cells", "images")}
@@ -54,6 +53,8 @@ def check_config(cfg: CsdConfig) -> None:
                               f"got '{getattr(cfg, key)}'")
     if cfg.temperature <= 0 or cfg.tau < 0 or not 0 <= cfg.ema_momentum < 1:
         raise ConfigError("csd.temperature must be > 0, csd.tau >= 0, csd.ema_momentum in [0, 1)")
+    if cfg.context_k < 1:
+        raise ConfigError(f"csd.context_k must be >= 1, got {cfg.context_k}")
     if cfg.start_epoch < 0:
         raise ConfigError(f"csd.start_epoch must be >= 0, got {cfg.start_epoch}")
     if cfg.fg_kl_terms == "background" and not cfg.fg_background:
@@ -88,15 +89,6 @@ def mask_dir(cfg: Config) -> tuple[Path, str]:
     """The folder of fg/bg label PNGs and the command that makes it (csdseg/csd/masks.py)."""
     place = mask_place(cfg)
     return place.folder, place.command
-
-
-def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
-    """bool [N]: single-label images whose fg mask is non-empty (reads those masks once)."""
-    single = np.flatnonzero((source.labels > 0).sum(1) == 1)
-    usable = np.zeros(len(source), bool)
-    for i in progress_bar(single, desc="csd: single-label masks", leave=False):
-        usable[i] = split_fg_bg(masks.load(source.ids[i]))[0].any()
-    return usable
 
 
 def kl_terms(mode: str, onehot: torch.Tensor, background: bool = True) -> torch.Tensor | None:
@@ -272,7 +264,7 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
             f"CSD needs fg/bg masks in {folder} for every image of split "
             f"'{cfg.data.train_split}', {len(missing)} of {len(source)} are missing "
             f"(e.g. {missing[0]}.png); run `{command}` first")
-    sampler = CooccurrenceSampler(source.labels, usable_single_label(source, store), csd.tau)
+    sampler = build_sampler(csd, source, store)
     n_multi = int(((source.labels > 0).sum(1) > 1).sum())
     excluded = [source.class_names[k] for k in np.flatnonzero(~sampler.eligible)]
     log.info("csd: masks from %s; %d multi-label of %d images; %d classes never pasted%s",
@@ -280,5 +272,6 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
              f" ({', '.join(excluded[:8])}{'...' if len(excluded) > 8 else ''})" if excluded else "")
     csd_data = CSDDataset(dataset, store, sampler, csd.apply_to, csd.fg_paste)
     frozen = load_frozen_teacher(cfg, source.num_classes) if csd.teacher == "frozen" else None
-    log.info("csd: variant %s (options: docs/csd.md)", csd.variant)
+    log.info("csd: variant %s, X_s paired by %s (options: docs/csd.md)", csd.variant,
+             csd.pair_by)
     return csd_data, CSDStep(csd, frozen), csd_collate
