@@ -79,8 +79,8 @@ def test_every_choice_key_is_declared():
     assert list(CHOICE_KEYS) == [
         "device", "data.dataset", "model.name", "model.detach_after", "optim.name",
         "optim.schedule", "train.augment", "cam.normalize", "cam.format", "cam.backend",
-        "csd.teacher",
-        "csd.kl_channels", "csd.apply_to", "csd.fg_paste", "csd.normalizer", "csd.kl_classes",
+        "csd.teacher", "csd.kl_channels", "csd.apply_to", "csd.pair_by", "csd.fg_paste",
+        "csd.normalizer", "csd.kl_classes",
         "csd.teacher_classes", "csd.variant", "csd.masks", "csd.bg_normalizer",
         "csd.fg_kl_terms", "csd.bg_kl_terms", "csd.reduction", "irn.backbone", "refine.method",
         "refine.crf_preset", "seg.model", "seg.output_stride", "seg.loss_at", "seg.crf_preset",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_disabled_csd_leaves_training_unchanged(setup):
     assert len(base) == 12 and base == _losses(setup["runs"] / "again")
 
 
-def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
+def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys, caplog):
     args, runs = setup["args"], setup["runs"]
     # without masks: refuses, naming the folder and the command
     assert main(["train-cam", *args, "name=nomask", "csd.enabled=true", "csd.from_run=base"]) == 2
@@ -58,7 +59,10 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys):
     assert len(labels) == 48 and not (runs / "base" / "ir_label").exists()
     warm = [f"train.init_from={runs / 'base'}", "train.max_steps=6", "csd.enabled=true",
             "csd.from_run=base"]
-    assert main(["train-cam", *args, "name=csd", *warm]) == 0
+    with caplog.at_level(logging.INFO, logger="csdseg"):
+        assert main(["train-cam", *args, "name=csd", *warm]) == 0
+    # the end of training says how much CSD ran: samples per epoch, share of batches touched
+    assert "csd: samples with views per epoch [" in caplog.text and "CSD touched" in caplog.text
     assert main(["train-cam", *args, "name=ref", *warm, "csd.lambda_fg=0", "csd.lambda_bg=0",
                  f"csd.mask_source={runs / 'csd' / 'csd_masks'}"]) == 0  # the same masks
     rows = read_log(runs / "csd" / "logs" / "train_cam.jsonl", "step")

@@ -119,6 +119,10 @@ class CsdConfig:
     teacher: Literal["detached", "joint", "ema", "frozen"] = "detached"
     kl_channels: Literal["all", "pasted"] = "all"
     apply_to: Literal["multi", "all"] = "multi"
+    # context: X_s of another class with the most alike background colours, not co-occurrence
+    # (csdseg's extension beyond the paper, meant with apply_to=all; docs/csd.md)
+    pair_by: Literal["cooccurrence", "context"] = "cooccurrence"
+    context_k: int = 5  # pair_by=context: X_s drawn uniformly among the k nearest contexts
     fg_paste: Literal["same_location", "random"] = "same_location"
     # Stability options (docs/csd.md): how maps are normalised before the per-cell softmax,
     # which classes enter the KL, which teacher classes the fg term keeps.

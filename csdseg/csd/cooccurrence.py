@@ -74,3 +74,9 @@ class CooccurrenceSampler:
         c = int(rng.choice(len(q), p=q))
         pool = self.pool[c]
         return c, int(pool[rng.integers(len(pool))])
+
+    def pair(self, index: int, classes: np.ndarray, rng: np.random.Generator,
+             exclude_own: bool = False) -> tuple[int, int] | None:
+        """The dataset's interface, shared with ContextSampler (which needs the sample's index
+        to find its context): the co-occurrence draw ignores ``index``."""
+        return self.draw(classes, rng, exclude_own)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from csdseg.csd.context_pairing import ContextSampler
 from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste, random_placement
 from csdseg.data.cam_dataset import ClassificationDataset
@@ -47,7 +48,7 @@ class CSDDataset(Dataset):
     [S, S], ``cls`` (pasted class c) and ``label_fg`` [K] (L_m + {c})."""
 
     def __init__(self, base: ClassificationDataset, masks: MaskStore,
-                 sampler: CooccurrenceSampler, apply_to: str = "multi",
+                 sampler: CooccurrenceSampler | ContextSampler, apply_to: str = "multi",
                  fg_paste: str = "same_location") -> None:
         if apply_to not in ("multi", "all"):
             raise ValueError(f"csd.apply_to must be multi or all, got '{apply_to}'")
@@ -75,7 +76,7 @@ class CSDDataset(Dataset):
         single = len(classes) == 1
         if single and self.apply_to == "multi":
             return False
-        return self.sampler.draw(classes, rng, exclude_own=single)
+        return self.sampler.pair(index, classes, rng, exclude_own=single)
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key

@@ -22,15 +22,14 @@ import torch.nn as nn
 from csdseg.config import Config, ConfigError, CsdConfig
 from csdseg.csd.consistency import (NORMALIZERS, cell_log_probs, cell_mask, channel_mask,
                                     dead_share, masked_kl, normalize_maps, teacher_confidence)
-from csdseg.csd.cooccurrence import CooccurrenceSampler
+from csdseg.csd.counts import CsdCounts
 from csdseg.csd.masks import mask_place
 from csdseg.csd.dataset import CSDDataset, MaskStore, csd_collate
+from csdseg.csd.pairing import build_sampler
 from csdseg.csd.variants import resolve_variant
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import Source
 from csdseg.engine.checkpoint import load_weights, unwrap
-from csdseg.ops.confident_labels import split_fg_bg
-from csdseg.progress import progress_bar
 from csdseg.runs import MissingInputError, RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -38,7 +37,8 @@ log = logging.getLogger("csdseg.csd")
 KL_TERMS = ("all", "pasted", "background")
 
 CHOICES = {"teacher": ("detached", "joint", "ema", "frozen"), "kl_channels": ("all", "pasted"),
-           "apply_to": ("multi", "all"), "fg_paste": ("same_location", "random"),
+           "apply_to": ("multi", "all"), "pair_by": ("cooccurrence", "context"),
+           "fg_paste": ("same_location", "random"),
            "normalizer": tuple(NORMALIZERS), "kl_classes": ("all", "present"),
            "teacher_classes": ("all", "pasted"), "bg_normalizer": ("", *NORMALIZERS),
            "fg_kl_terms": KL_TERMS, "bg_kl_terms": KL_TERMS, "reduction": ("cells", "images")}
@@ -53,6 +53,8 @@ def check_config(cfg: CsdConfig) -> None:
                               f"got '{getattr(cfg, key)}'")
     if cfg.temperature <= 0 or cfg.tau < 0 or not 0 <= cfg.ema_momentum < 1:
         raise ConfigError("csd.temperature must be > 0, csd.tau >= 0, csd.ema_momentum in [0, 1)")
+    if cfg.context_k < 1:
+        raise ConfigError(f"csd.context_k must be >= 1, got {cfg.context_k}")
     if cfg.start_epoch < 0:
         raise ConfigError(f"csd.start_epoch must be >= 0, got {cfg.start_epoch}")
     if cfg.fg_kl_terms == "background" and not cfg.fg_background:
@@ -89,15 +91,6 @@ def mask_dir(cfg: Config) -> tuple[Path, str]:
     return place.folder, place.command
 
 
-def usable_single_label(source: Source, masks: MaskStore) -> np.ndarray:
-    """bool [N]: single-label images whose fg mask is non-empty (reads those masks once)."""
-    single = np.flatnonzero((source.labels > 0).sum(1) == 1)
-    usable = np.zeros(len(source), bool)
-    for i in progress_bar(single, desc="csd: single-label masks", leave=False):
-        usable[i] = split_fg_bg(masks.load(source.ids[i]))[0].any()
-    return usable
-
-
 def kl_terms(mode: str, onehot: torch.Tensor, background: bool = True) -> torch.Tensor | None:
     """Which channels' KL terms a term sums: None (all), or bool [M, C] (C = K + 1 with the
     background channel last, else K) for pasted (class c, ``onehot`` [M, K]) / background."""
@@ -122,20 +115,21 @@ class CSDStep:
         self.ema: nn.Module | None = None
         self._ema_saved: dict[str, torch.Tensor] | None = None  # from a checkpoint, not yet built
         self.frozen = frozen  # teacher=frozen: never trained, never in the optimiser
-        self.epoch, self.skipped, self.warned = -1, 0, False
+        self.counts, self.warned = CsdCounts(), False
 
     # --- resumable state: the training loop stores it in the checkpoint's ``extra`` ----------
     def state_dict(self) -> dict:
         """What a resumed run needs to continue as an uninterrupted one: the EMA teacher's
-        weights (None before its first step) and the per-epoch skip count the log reports."""
+        weights (None before its first step) and the per-epoch counts the log reports."""
         ema = self.ema.state_dict() if self.ema is not None else self._ema_saved
-        return {"ema": ema, "epoch": self.epoch, "skipped": self.skipped, "warned": self.warned}
+        return {"ema": ema, "counts": self.counts.state_dict(), "warned": self.warned}
 
     def load_state_dict(self, state: dict) -> None:
         # the EMA copy is built from the student at its next step (its architecture and
         # device), then takes these weights
         self.ema, self._ema_saved = None, state.get("ema")
-        self.epoch, self.skipped = state.get("epoch", -1), state.get("skipped", 0)
+        self.counts = CsdCounts()
+        self.counts.load_state_dict(state.get("counts", {}))
         self.warned = state.get("warned", False)
 
     # --- teacher -----------------------------------------------------------------------------
@@ -176,9 +170,10 @@ class CSDStep:
         cfg = self.cfg
         x_m, labels = batch["img"], batch["label"]
         B, M = x_m.shape[0], batch["x_s"].shape[0]
-        if int(batch["epoch"][0]) < cfg.start_epoch:  # before it: the baseline's step on X_m
+        epoch = int(batch["epoch"][0])
+        if epoch < cfg.start_epoch:  # before it: the baseline's step on X_m
             M = 0
-        self._count_skipped(batch)
+        self.counts.add(epoch, M, int(batch["skipped"]))
         parts = [x_m, batch["x_fg"], batch["x_bg"]] if M else [x_m]
         if M and cfg.teacher == "joint":
             parts.append(batch["x_s"])
@@ -192,7 +187,7 @@ class CSDStep:
         self._warn(share)
         scalars = {"loss_cls": float(loss_cls.detach()), "csd_samples": float(M),
                    "dead_cam_share": share, "csd_skipped": float(batch["skipped"]),
-                   "csd_skipped_epoch": float(self.skipped)}
+                   "csd_skipped_epoch": float(self.counts.skipped_in(epoch))}
         if not M:
             scalars.update(loss_fg=0.0, loss_bg=0.0)
             return loss_cls, scalars
@@ -245,14 +240,9 @@ class CSDStep:
         return loss_fg, loss_bg
 
     # --- bookkeeping -------------------------------------------------------------------------
-    def _count_skipped(self, batch: dict) -> None:
-        epoch = int(batch["epoch"][0])
-        if epoch != self.epoch:
-            if self.epoch >= 0:
-                log.info("csd: epoch %d: %d samples trained without CSD terms (no eligible "
-                         "class to paste)", self.epoch + 1, self.skipped)
-            self.epoch, self.skipped = epoch, 0
-        self.skipped += int(batch["skipped"])
+    def summary(self) -> str:
+        """train-cam's end-of-training line: how much CSD ran (csdseg/csd/counts.py)."""
+        return self.counts.summary()
 
     def _warn(self, share: float) -> None:
         if share > self.cfg.dead_warn and not self.warned:
@@ -274,7 +264,7 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
             f"CSD needs fg/bg masks in {folder} for every image of split "
             f"'{cfg.data.train_split}', {len(missing)} of {len(source)} are missing "
             f"(e.g. {missing[0]}.png); run `{command}` first")
-    sampler = CooccurrenceSampler(source.labels, usable_single_label(source, store), csd.tau)
+    sampler = build_sampler(csd, source, store)
     n_multi = int(((source.labels > 0).sum(1) > 1).sum())
     excluded = [source.class_names[k] for k in np.flatnonzero(~sampler.eligible)]
     log.info("csd: masks from %s; %d multi-label of %d images; %d classes never pasted%s",
@@ -282,5 +272,6 @@ def build_csd_training(cfg: Config, source: Source, dataset: ClassificationDatas
              f" ({', '.join(excluded[:8])}{'...' if len(excluded) > 8 else ''})" if excluded else "")
     csd_data = CSDDataset(dataset, store, sampler, csd.apply_to, csd.fg_paste)
     frozen = load_frozen_teacher(cfg, source.num_classes) if csd.teacher == "frozen" else None
-    log.info("csd: variant %s (options: docs/csd.md)", csd.variant)
+    log.info("csd: variant %s, X_s paired by %s (options: docs/csd.md)", csd.variant,
+             csd.pair_by)
     return csd_data, CSDStep(csd, frozen), csd_collate

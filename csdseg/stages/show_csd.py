@@ -116,6 +116,9 @@ def main(args: argparse.Namespace) -> int:
     grid = np.concatenate([p for r in rows for p in (r, hgap)][:-1], 0)
     out = Path(args.out)
     atomic_save_png(out, Image.fromarray(grid))
+    if not hasattr(dataset.sampler, "P"):  # csd.pair_by=context: no co-occurrence to draw
+        print(f"show-csd: {len(rows)} samples -> {out}")
+        return 0
     heat = out.with_name(f"{out.stem}_cooccurrence.png")
     cooccurrence_figure(dataset.sampler.P, source.class_names, heat)
     print(f"show-csd: {len(rows)} samples -> {out}; co-occurrence heat-map -> {heat}")

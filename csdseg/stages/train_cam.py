@@ -91,4 +91,6 @@ def run(cfg: Config) -> dict:
     if dist.is_main():
         log.info("train-cam finished after %d steps: %s -> %s", result["step"], result["last"],
                  run_dir.checkpoint("cam"))
+        if hasattr(step_fn, "summary"):  # CSD: how many samples and batches it touched
+            log.info("%s", step_fn.summary())
     return result
