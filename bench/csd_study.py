@@ -60,6 +60,9 @@ SETTINGS: dict[str, list[str]] = {
     "ours_x1_pasted": ["csd.kl_channels=pasted"],  # KL over the pasted channels only
     "ours_x1_random": ["csd.fg_paste=random"],     # X_s rescaled and moved before pasting
     "ours_x1_ema": ["csd.teacher=ema"],            # teacher: an EMA copy of the student
+    # round 9 (issue 31): csdseg's extension, the dual paste for single-object photos too,
+    # partner drawn by shared background context (docs/csd.md)
+    "context_all": ["csd.apply_to=all", "csd.pair_by=context"],
 }
 
 

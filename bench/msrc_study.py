@@ -26,6 +26,7 @@ import json
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +86,9 @@ def run_one(args: argparse.Namespace, seed: int, run: str) -> dict:
     if out.is_file():
         return json.loads(out.read_text())
     if run not in ("base", "ctl"):
+        base = Path(args.out) / f"result_base_s{seed}.json"
+        while not base.is_file():  # another process trains the baseline: wait for it
+            time.sleep(30)
         make_csd_masks.run(cfg)
     if not (cfg.run_dir / "checkpoints" / "cam.pt").is_file():
         train_cam.run(cfg)
@@ -234,6 +238,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="*", default=["ours_x1"], choices=list(SETTINGS))
     parser.add_argument("--extra-epochs", type=int, default=3)
+    parser.add_argument("--settings-only", action="store_true",
+                        help="run: only the CSD settings (the baselines come from another process)")
     parser.add_argument("--refiners", nargs="*", default=["rw", "crf"])
     parser.add_argument("--deeplab", nargs="*", default=["base"],
                         help="runs (base, ctl or a setting) that get DeepLab in downstream")
@@ -245,7 +251,7 @@ def main() -> None:
     runs = ["base", "ctl", *args.settings]
     if args.command in ("run", "all"):
         for seed in args.seeds:
-            for run in runs:
+            for run in args.settings if args.settings_only else runs:
                 run_one(args, seed, run)
     if args.command in ("ceiling", "all"):
         ceiling(args)
