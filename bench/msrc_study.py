@@ -108,6 +108,8 @@ def seg_summary(report: dict) -> dict:
 def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
     """Pseudo-masks of each refiner (train masks) and, if asked, DeepLab on the walk's (val)."""
     out = Path(args.out) / f"result_{run}_s{seed}.json"
+    while not out.is_file():  # another process trains and scores the run's classifier
+        time.sleep(30)
     result = json.loads(out.read_text())
     # the run has one sem_seg/ folder: the other refiners first, each moved aside to
     # sem_seg_<method>/ once scored, the random walk last, whose masks DeepLab trains on
@@ -119,21 +121,34 @@ def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
         cfg = dataclasses.replace(base, refine=dataclasses.replace(base.refine, method=method))
         folder = cfg.run_dir / "sem_seg"
         if method != "rw" and folder.is_dir():
+            if "pseudo_rw" in result:
+                raise SystemExit(f"{folder} holds the random walk's masks: move it to "
+                                 f"sem_seg_rw/ before scoring {method} (see the loop's comment)")
             shutil.rmtree(folder)  # only this method's own masks, cut short by a kill
+        wall = result.setdefault("wall_s", {})
         if method == "rw":
-            run_stage("make-ir-label", cfg)
-            run_stage("train-irn", cfg)
-        run_stage("make-sem-seg", cfg)
+            wall["make-ir-label"] = timed(run_stage, "make-ir-label", cfg)
+            wall["train-irn"] = timed(run_stage, "train-irn", cfg)
+        wall[f"make-sem-seg ({method})"] = timed(run_stage, "make-sem-seg", cfg)
         result[key] = seg_summary(eval_sem_seg.evaluate(cfg, progress=False))
         if method != "rw":
             folder.rename(cfg.run_dir / f"sem_seg_{method}")
         atomic_write_json(out, result)
     if run in args.deeplab and "deeplab" not in result:
         cfg = config(args, seed, run)
-        run_stage("train-seg", cfg)
+        result.setdefault("wall_s", {})["train-seg"] = timed(run_stage, "train-seg", cfg)
+        start = time.perf_counter()
         result["deeplab"] = seg_summary(eval_seg.evaluate(cfg, progress=False))
+        result["wall_s"]["eval-seg"] = time.perf_counter() - start
         atomic_write_json(out, result)
     return result
+
+
+def timed(fn, *args) -> float:
+    """Seconds ``fn(*args)`` took (the machine's load is noted where the figures are quoted)."""
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def ceiling(args: argparse.Namespace) -> dict:

@@ -147,3 +147,15 @@ def test_the_shipped_split_is_the_seeded_stratified_split_of_the_real_masks():
     assert source.ids == train and len(train) == 346 and len(val) == 148
     assert build_source(DataConfig(dataset="msrc", root=str(SHARED)), "val").ids == val
     assert len(source.scene_pairs) == 32
+
+
+def test_the_context_heatmap_is_a_png_with_every_scored_pair():
+    import base64
+    import io
+
+    from csdseg.report.plots import context_heatmap
+
+    uri = context_heatmap({"cow|grass": 0.8, "boat|water": 0.1, "boat|sky": 0.0}, "CAMs")
+    assert uri.startswith("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as image:
+        assert image.width > 100 and image.height > 50

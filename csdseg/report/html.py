@@ -1,7 +1,7 @@
 """``runs/<name>/report.html``: one self-contained file (every image a base64 data URI).
 
 Sections: the baseline / control / CSD table, per-class IoU bars (CAMs, pseudo-masks, segmentation),
-train-cam loss curves (loss_cls, and CSD's loss_fg / loss_bg), and a gallery of images with
+the object x context heat-map of the context confusion (MSRC), train-cam loss curves (loss_cls, and CSD's loss_fg / loss_bg), and a gallery of images with
 their ground truth, CAM heat maps and pseudo-masks for each run.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from csdseg.data import build_source
 from csdseg.engine.logger import read_log
 from csdseg.io import atomic_write_text
 from csdseg.report.gallery import gallery_rows, pick_ids
-from csdseg.report.plots import iou_bars, training_curves
+from csdseg.report.plots import context_heatmap, iou_bars, training_curves
 from csdseg.report.table import headings, load_report, row_cells, run_names
 from csdseg.runs import RunDir
 
@@ -25,8 +25,9 @@ body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.gallery td { text-align: center; font-size: 11px; }
-.gallery img { display: block; }
+.gallery { width: 100%; table-layout: fixed; }
+.gallery td { text-align: center; font-size: 11px; overflow: hidden; }
+.gallery img { display: block; width: 100%; height: auto; image-rendering: pixelated; }
 .missing { color: #999; }
 img.chart { max-width: 100%; }
 """
@@ -78,6 +79,15 @@ def build_report(base: Config, control: Config | None, csd: Config | None,
             parts.append(_img(iou_bars(series, f"per-class IoU: {label}"), label, "chart"))
         else:
             parts.append(f'<p class="missing">{escape(label)}: no report yet ({stage})</p>')
+
+    maps = {k: rep["context_confusion"]["matrix"] for k, cfg in cfgs.items()
+            if (rep := load_report(cfg, "eval_cam")) is not None and rep.get("context_confusion")}
+    if maps:  # datasets whose masks label the context (MSRC): csdseg/evaluation_context.py
+        parts.append("<h2>Context confusion (CAMs)</h2><p>The share of each context's pixels "
+                     "labelled as the object, in the images labelled with it (lower is "
+                     "better).</p>")
+        parts += [_img(context_heatmap(m, f"{k}: context labelled as the object (%)"),
+                       f"context confusion {k}", "chart") for k, m in maps.items()]
 
     parts.append("<h2>Training curves (train-cam)</h2>")
     logs = {k: read_log(rd.log("train_cam"), kind="step") for k, rd in runs.items()}

@@ -61,3 +61,25 @@ def training_curves(logs: dict[str, list[dict[str, Any]]],
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return figure_uri(fig)
+
+
+def context_heatmap(matrix: dict[str, float], title: str) -> str:
+    """Object x context heat-map of the context confusion (``{"cow|grass": share}``, the
+    eval report's ``context_confusion.matrix``): the share of each context's pixels labelled
+    as the object, in %, written in each scored cell; unscored pairs are left blank."""
+    pairs = [key.split("|", 1) for key in matrix]
+    objects = sorted({o for o, _ in pairs})
+    contexts = sorted({c for _, c in pairs})
+    grid = np.full((len(objects), len(contexts)), np.nan)
+    for (o, c), share in zip(pairs, matrix.values()):
+        grid[objects.index(o), contexts.index(c)] = 100 * share
+    fig = Figure(figsize=(1.0 + 0.62 * len(contexts), 0.9 + 0.32 * len(objects)))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap="Reds", vmin=0, vmax=100, aspect="auto")
+    for i, j in zip(*np.nonzero(np.isfinite(grid))):
+        ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if grid[i, j] > 60 else "black")
+    ax.set_xticks(range(len(contexts)), contexts, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(objects)), objects, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return figure_uri(fig)
