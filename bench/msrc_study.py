@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csd_study import SETTINGS  # noqa: E402  (bench/ is a folder of scripts)
+from csdseg import run_lock  # noqa: E402
 from csdseg.config import Config, load_config  # noqa: E402
 from csdseg.engine.logger import read_log  # noqa: E402
 from csdseg.io import atomic_write_json  # noqa: E402
@@ -96,6 +97,7 @@ def run_one(args: argparse.Namespace, seed: int, run: str) -> dict:
     result = {"run": run, "seed": seed, **summary(eval_cam.evaluate(cfg, progress=False)),
               **per_epoch(cfg), "overrides": SETTINGS.get(run, [])}
     atomic_write_json(out, result)
+    run_lock.release(cfg.run_dir)  # a process is a run's writer until it exits: hand it over
     return result
 
 
@@ -141,6 +143,7 @@ def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
         result["deeplab"] = seg_summary(eval_seg.evaluate(cfg, progress=False))
         result["wall_s"]["eval-seg"] = time.perf_counter() - start
         atomic_write_json(out, result)
+    run_lock.release(config(args, seed, run).run_dir)
     return result
 
 
