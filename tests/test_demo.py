@@ -1,4 +1,4 @@
-"""The demo's closing lines (csdseg/stages/demo.py): one seed at demo size, then the study's figures.
+"""The demo's closing lines (csdseg/stages/demo.py): one seed at demo size, then the study.
 
 The study's figures live once, in ``demo.STUDY``; these tests read them back from
 docs/csd_study.md so that a new round of the study cannot leave the demo quoting old numbers.

@@ -137,7 +137,8 @@ def takeaway(deltas: dict[str, float | None], args: argparse.Namespace) -> list[
     study = (f"What the study found ({' / '.join(names)}; the literal setting ours_x1, from "
              "scratch, the fresh seeds 3-5): CSD raises CAM mIoU by the figures above but lowers "
              "none of the errors it targets by more than 8% (its goal: 30%): co-occurrence "
-             f"confusion {each('cooc', '+d', '%')}, context over-activation {each('context', '+d', '%')}, "
+             f"confusion {each('cooc', '+d', '%')}, context over-activation "
+             f"{each('context', '+d', '%')}, "
              f"and the single - multi gap widens ({each('gap', '+.1f')} points).")
     lines += [""] + textwrap.wrap(study, 96)
     lines.append(f"Read more: {STUDY_DOC} (\"Where the study ends\": the protocol, every run, "
