@@ -248,7 +248,7 @@ def test_bad_config_values(tmp_path, capsys, override, expected):
 def test_missing_config_file(tmp_path, capsys):
     msg = cli_error(capsys, "train-cam", "-c", str(tmp_path / "x.yaml"), preset=False)
     assert msg == (f"config file {tmp_path / 'x.yaml'} does not exist; the presets (-c NAME) are "
-                   "coco_irn, coco_mct, synthetic_irn, synthetic_irn_pretrained, synthetic_mct, "
+                   "coco_irn, coco_mct, msrc_irn, synthetic_irn, synthetic_irn_pretrained, synthetic_mct, "
                    "voc_irn, voc_mct")
 
 
