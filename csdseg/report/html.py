@@ -80,8 +80,9 @@ def build_report(base: Config, control: Config | None, csd: Config | None,
         else:
             parts.append(f'<p class="missing">{escape(label)}: no report yet ({stage})</p>')
 
-    maps = {k: rep["context_confusion"]["matrix"] for k, cfg in cfgs.items()
-            if (rep := load_report(cfg, "eval_cam")) is not None and rep.get("context_confusion")}
+    maps = {f"{k} @{rep['threshold']:.2f}": rep["context_confusion"]["matrix"]
+            for k, cfg in cfgs.items() if (rep := load_report(cfg, "eval_cam")) is not None
+            and rep.get("context_confusion")}
     if maps:  # datasets whose masks label the context (MSRC): csdseg/evaluation_context.py
         parts.append("<h2>Context confusion (CAMs)</h2><p>The share of each context's pixels "
                      "labelled as the object, in the images labelled with it (lower is "

@@ -3,7 +3,8 @@
 The control is the CSD run without CSD (same warm start from the baseline, same epochs and
 learning rate), so "CSD - control" is the effect of CSD alone; CSD - baseline would mix CSD
 with the extra training. A metric whose report is absent (stage not run yet) is None in the
-JSON and "-" in markdown.
+JSON and "-" in markdown; the context rows appear only for datasets that record context (the
+synthetic data's ratio, MSRC's context confusion).
 """
 from __future__ import annotations
 
@@ -25,12 +26,18 @@ METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("cam_cooccurrence", "CAM co-occurrence confusion (lower is better)", "eval_cam",
      ("cooccurrence", "mean")),
     ("cam_context_ratio", "CAM context over-activation ratio", "eval_cam", ("context", "ratio")),
+    ("cam_context_confusion", "CAM context confusion (lower is better)", "eval_cam",
+     ("context_confusion", "mean")),
     ("pseudo_miou", "pseudo-mask mIoU", "eval_sem_seg", ("miou",)),
+    ("pseudo_context_confusion", "pseudo-mask context confusion", "eval_sem_seg",
+     ("context_confusion", "mean")),
     ("pseudo_cooccurrence", "pseudo-mask co-occurrence confusion", "eval_sem_seg",
      ("cooccurrence", "mean")),
     ("pseudo_context_ratio", "pseudo-mask context over-activation ratio", "eval_sem_seg",
      ("context", "ratio")),
     ("seg_miou", "segmentation mIoU (seg.eval_split)", "eval_seg", ("miou",)),
+    ("seg_context_confusion", "segmentation context confusion", "eval_seg",
+     ("context_confusion", "mean")),
 ]
 COLUMNS = ("baseline", "control", "csd")
 
@@ -60,6 +67,8 @@ def summarise(base: Config, control: Config | None = None,
             row[which] = _dig(load_report(cfg, stage), path) if cfg is not None else None
         if isinstance(row["control"], (int, float)) and isinstance(row["csd"], (int, float)):
             row["delta"] = row["csd"] - row["control"]
+        if "context" in key and all(row[c] is None for c in COLUMNS):
+            continue  # a context figure this dataset does not record (synthetic vs MSRC)
         rows.append(row)
     return rows
 
