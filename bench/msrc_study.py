@@ -115,12 +115,13 @@ def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
     result = json.loads(out.read_text())
     # the run has one sem_seg/ folder: the other refiners first, each moved aside to
     # sem_seg_<method>/ once scored, the random walk last, whose masks DeepLab trains on
+    run_cfg = config(args, seed, run)
     for method in sorted(args.refiners, key=lambda m: m == "rw"):
         key = f"pseudo_{method}"
         if key in result:
             continue
-        base = config(args, seed, run)
-        cfg = dataclasses.replace(base, refine=dataclasses.replace(base.refine, method=method))
+        cfg = dataclasses.replace(run_cfg, refine=dataclasses.replace(run_cfg.refine,
+                                                                     method=method))
         folder = cfg.run_dir / "sem_seg"
         if method != "rw" and folder.is_dir():
             if "pseudo_rw" in result:
@@ -137,13 +138,13 @@ def downstream(args: argparse.Namespace, seed: int, run: str) -> dict:
             folder.rename(cfg.run_dir / f"sem_seg_{method}")
         atomic_write_json(out, result)
     if run in args.deeplab and "deeplab" not in result:
-        cfg = config(args, seed, run)
+        cfg = run_cfg
         result.setdefault("wall_s", {})["train-seg"] = timed(run_stage, "train-seg", cfg)
         start = time.perf_counter()
         result["deeplab"] = seg_summary(eval_seg.evaluate(cfg, progress=False))
         result["wall_s"]["eval-seg"] = time.perf_counter() - start
         atomic_write_json(out, result)
-    run_lock.release(config(args, seed, run).run_dir)
+    run_lock.release(run_cfg.run_dir)
     return result
 
 

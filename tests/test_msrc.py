@@ -159,3 +159,13 @@ def test_the_context_heatmap_is_a_png_with_every_scored_pair():
     assert uri.startswith("data:image/png;base64,")
     with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as image:
         assert image.width > 100 and image.height > 50
+
+
+def test_scoring_a_photo_reads_its_mask_once(msrc_root, monkeypatch):
+    source = MSRCSource(msrc_root, "train")
+    reads = []
+    real = source._read_raw
+    monkeypatch.setattr(source, "_read_raw", lambda i: reads.append(i) or real(i))
+    evaluate_labels(source, source.ids, lambda i: np.zeros_like(source.load_mask(i)),
+                    progress=False)
+    assert sorted(reads) == sorted(source.ids)  # mask, prediction shape and scene: one read

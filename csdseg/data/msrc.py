@@ -131,6 +131,13 @@ class MSRCSource(Source):
         return True
 
     def _raw(self, image_id: str) -> np.ndarray:
+        # evaluation asks for the mask and then the scene of the same photo: read it once
+        if getattr(self, "_last", (None,))[0] == image_id:
+            return self._last[1]
+        self._last = (image_id, self._read_raw(image_id))
+        return self._last[1]
+
+    def _read_raw(self, image_id: str) -> np.ndarray:
         path = self.mask_path(image_id)
         if not path.is_file():
             raise DataError(f"mask {path} does not exist; MSRC needs every mask of its split")
