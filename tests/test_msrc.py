@@ -163,6 +163,7 @@ def test_the_context_heatmap_is_a_png_with_every_scored_pair():
 
 def test_scoring_a_photo_reads_its_mask_once(msrc_root, monkeypatch):
     source = MSRCSource(msrc_root, "train")
+    source.scene_pairs  # noqa: B018 - the pairs come from one pass over train, made once
     reads = []
     real = source._read_raw
     monkeypatch.setattr(source, "_read_raw", lambda i: reads.append(i) or real(i))
