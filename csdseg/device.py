@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from csdseg.config import ConfigError
+from csdseg.errors import ConfigError
 
 
 def resolve_device(spec: str) -> torch.device:

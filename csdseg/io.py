@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from csdseg.errors import WriteError  # noqa: F401  (defined in the leaf; raised here)
+
 # errno values a user fixes by freeing space, fixing permissions or writing elsewhere
 DISK_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None),
                                           errno.EROFS, errno.EACCES, errno.EPERM)
@@ -31,27 +33,6 @@ DISK_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT",
 
 _TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
                | getattr(os, "O_CLOEXEC", 0))
-
-
-class WriteError(OSError):
-    """A write failed for a reason the user fixes (disk full, read-only or forbidden folder).
-
-    ``str(exc)`` is the whole one-line message (the CLI prints it after ``error:``); ``errno``,
-    ``strerror`` and ``filename`` are set as for any OSError, so ``except OSError`` still works.
-    """
-
-    def __init__(self, message: str, errno_: int | None = None,
-                 filename: str | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno_
-        self.strerror = os.strerror(errno_) if errno_ is not None else None
-        self.filename = filename
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-    def __reduce__(self):  # crosses worker processes intact
-        return type(self), (str(self), self.errno, self.filename)
 
 
 def human_size(n: float) -> str:

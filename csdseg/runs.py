@@ -23,10 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csdseg.config import Config, save_config
-
-
-class MissingInputError(FileNotFoundError):
-    """A stage's input is absent; the message names it and the command that makes it."""
+from csdseg.errors import MissingInputError  # noqa: F401  (defined in the leaf; re-exported)
 
 
 class RunDir:

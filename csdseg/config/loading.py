@@ -14,6 +14,7 @@ import yaml
 
 from csdseg.config.choices import check_choices, field_types
 from csdseg.config.sections import Config, ConfigError
+from csdseg.csd.variants import resolve_variant  # imports no torch and no config
 
 # The packaged presets (package data): ``-c voc_irn`` finds PRESETS_DIR / "voc_irn.yaml".
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -202,8 +203,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def validate(cfg: Config) -> None:
     """Every value against its declared choices (csdseg.config.sections), and the cross-field
     checks that types alone cannot express."""
-    from csdseg.csd.variants import resolve_variant  # noqa: PLC0415 (config has no torch)
-
     resolve_variant(cfg.csd)  # an unknown csd.variant or csd.masks, or an option contradicting it
     check_choices(cfg)
     if len(cfg.train.resize_long) != 2 or cfg.train.resize_long[0] > cfg.train.resize_long[1]:

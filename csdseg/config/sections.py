@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from csdseg.config.common import Pattern, Registry, SgdPoly, TrainLoop
+from csdseg.errors import ConfigError  # noqa: F401  (defined in the leaf; re-exported)
 
 __all__ = ["Pattern", "Registry"]  # re-exported: declared in csdseg.config.common
 
@@ -23,10 +24,6 @@ Normalizer = Literal["max", "detached_floor", "global", "class_minmax", "none"]
 KlTerms = Literal["all", "pasted", "background"]
 CrfPreset = Annotated[str, Registry("csdseg.ops.crf", "SOFTMAX_PRESETS")]
 Device = Annotated[str, Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")]
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message says which and how to fix it."""
 
 
 @dataclass

@@ -18,14 +18,19 @@ free: ``teacher`` (detached: the same network, eval mode, no gradient), ``fg_pas
 (same_location), ``fg_teacher_scale`` (1.0, their ``--fixmatch_temp``), ``start_epoch`` (0,
 their ``--start_ep``), ``lambda_fg`` / ``lambda_bg`` (theirs default to 1.0 / 1.0; we keep the
 paper's 0.01 / 0.1 so that a dose is a multiple of the paper's values under both variants).
-This module imports no torch: :func:`csdseg.config.validate` calls it when a config is loaded.
+This module imports no torch and nothing of the config (the defaults are read from the
+dataclass it is given): :func:`csdseg.config.validate` calls it when a config is loaded, so an
+import of the config here would be a cycle.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from csdseg.config import ConfigError, CsdConfig
+from csdseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from csdseg.config import CsdConfig
 
 VARIANTS = ("ours", "authors")
 MASK_KINDS = ("confident", "final")
@@ -60,8 +65,8 @@ FIXED: dict[str, dict[str, Any]] = {
 _SENTINELS = {"masks": "", "fg_teacher_threshold": None}
 
 
-def _default(name: str) -> Any:
-    return {f.name: f.default for f in dataclasses.fields(CsdConfig)}[name]
+def _default(cfg: CsdConfig, name: str) -> Any:
+    return {f.name: f.default for f in dataclasses.fields(cfg)}[name]
 
 
 def variant_values(variant: str) -> dict[str, Any]:
@@ -84,7 +89,7 @@ def resolve_variant(cfg: CsdConfig) -> CsdConfig:
     check_variant(cfg.variant)
     fixed = FIXED[cfg.variant]
     clashes = [f"csd.{k}={getattr(cfg, k)!r} (the authors' code: {v!r})"
-               for k, v in fixed.items() if getattr(cfg, k) not in (v, _default(k))]
+               for k, v in fixed.items() if getattr(cfg, k) not in (v, _default(cfg, k))]
     if clashes:
         raise ConfigError(
             f"csd.variant={cfg.variant} fixes these options, which are set otherwise: "

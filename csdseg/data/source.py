@@ -16,12 +16,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from csdseg.data.classes import IGNORE_INDEX
+from csdseg.errors import DataError  # noqa: F401  (defined in the leaf; re-exported)
 
 log = logging.getLogger("csdseg.data")
-
-
-class DataError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the fix."""
 
 
 # what a dataset image's error message advises; ``csdseg predict`` passes its own

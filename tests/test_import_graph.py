@@ -1,0 +1,143 @@
+"""No import cycle among csdseg's modules.
+
+The graph is read from the source with ``ast``: an edge M -> N for every import in M of a
+csdseg module N (and of N's enclosing packages, whose ``__init__`` runs first), at module level,
+including imports under a top-level ``if``/``try``. Two kinds of import are left out, each for a
+reason:
+
+- under ``if TYPE_CHECKING:``: never executed;
+- inside a function or method: it runs when the function is called, after every module-level
+  import has finished, so it cannot meet a half-initialised module. csdseg uses such imports to
+  keep torch (and the stages a command does not run) out of start-up, never to hide a cycle:
+  the second test below checks that no lazy import reaches back into a module that imports its
+  caller at module level, which is what a hidden cycle would look like.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "csdseg"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.Module, lazy: bool) -> list[tuple[int, ast.Import | ast.ImportFrom]]:
+    """(depth, node) of the module-level imports, or (``lazy``) of those inside functions."""
+    found = []
+
+    def walk(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for orelse in child.orelse:
+                    walk(ast.Module(body=[orelse], type_ignores=[]), in_function)
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)) and in_function == lazy:
+                found.append(child)
+            walk(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                            ast.Lambda)))
+
+    walk(tree, False)
+    return found
+
+
+def _targets(importer: str, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The csdseg modules an import statement runs: the named module, its packages, and for
+    ``from P import x`` the submodule P.x when x is one."""
+    is_package = MODULES[importer].name == "__init__.py"
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            anchor = importer.split(".")
+            anchor = anchor if is_package else anchor[:-1]
+            anchor = anchor[:len(anchor) - node.level + 1]
+            base = ".".join([*anchor, base] if base else anchor)
+        names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+    out = set()
+    ancestors = {".".join(importer.split(".")[:i]) for i in range(1, importer.count(".") + 1)}
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            # a module's own packages are already being imported when it runs: no edge
+            if prefix in MODULES and prefix not in ancestors and prefix != importer:
+                out.add(prefix)
+    return out
+
+
+def import_graph(lazy: bool = False) -> dict[str, set[str]]:
+    graph = {}
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        graph[name] = set().union(*(_targets(name, n) for n in _imports(tree, lazy)))
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, ..., a], or None; depth-first search with the path on a stack."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_graph_sees_imports():
+    graph = import_graph()
+    assert "csdseg.config.sections" in graph["csdseg.config.loading"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_no_import_cycle_among_csdseg_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_lazy_import_closes_a_cycle():
+    """A function's import of N from M is a hidden cycle when N imports M at module level
+    (directly or through others): then M could not import N at the top instead."""
+    graph, lazy = import_graph(), import_graph(lazy=True)
+    hidden = [f"{m} -> {n} (in a function), while {n} reaches {m} at module level"
+              for m, targets in sorted(lazy.items()) for n in sorted(targets)
+              if m in reachable(graph, n)]
+    assert not hidden, "\n".join(hidden)
+
