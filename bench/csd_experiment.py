@@ -36,9 +36,9 @@ from job_pool import Job, python_argv, run_jobs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
 from csdseg.data.synthetic import generate
-from csdseg.io import atomic_write_json
-from csdseg.label_file import read_label_png
-from csdseg.metrics import confusion_matrix, iou_per_class
+from csdseg.files.atomic import atomic_write_json
+from csdseg.files.labels import read_label_png
+from csdseg.evaluation.metrics import confusion_matrix, iou_per_class
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_ir_label, train_cam
 
 PRESET = Path(__file__).resolve().parents[1] / "csdseg/config/presets/synthetic_irn.yaml"

@@ -33,7 +33,7 @@ from csdseg.config import Config, load_config
 from csdseg.data.synthetic import generate
 from csdseg.csd.masks import mask_place
 from csdseg.engine.logger import read_log
-from csdseg.io import atomic_write_text
+from csdseg.files.atomic import atomic_write_text
 from csdseg.runs import RunDir
 from csdseg.refiners import get_refiner
 from csdseg.stages import eval_cam, make_cam, make_csd_masks, make_sem_seg, train_cam

@@ -22,8 +22,8 @@ DONE = re.compile(r"^\[pipeline\] (\S+): (\S+)\s+(ran|skipped|not needed) \((.*)
 BYTE_EXACT = ("cam", "ir_label", "sem_seg", "csd_masks")
 # rewritten by design whenever the pipeline (or a resumed stage) runs again: not "redone work"
 REWRITTEN_OK = ("configs/", "logs/", "tb/", "reports/pipeline.", "report.html")
-# hidden files a SIGKILL may leave (csdseg/io.py: ".<target>.<random>.tmp", safe to delete;
-# run_lock.py: the lock of the killed process, taken over by the rerun)
+# hidden files a SIGKILL may leave (csdseg/files/atomic.py: ".<target>.<random>.tmp", safe to
+# delete; csdseg/runs/lock.py: the lock of the killed process, taken over by the rerun)
 HIDDEN_OK = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 # report fields that are not results (timings): may differ between two identical runs
 VOLATILE_KEYS = {"seconds", "time", "elapsed", "wall_s", "duration_s"}

@@ -206,8 +206,8 @@ def peak_of(path: str, n_images: int, device: str, backend: str) -> float:
 def time_eval_cam(n_images: int) -> dict:
     from csdseg.evaluation import evaluate_cams, sweep_thresholds
     from csdseg.data.voc import VOCSource
-    from csdseg.cam_file import save_cam
-    from csdseg.visualize import palette_png
+    from csdseg.files.cam import save_cam
+    from csdseg.report.visualize import palette_png
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

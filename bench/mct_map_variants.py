@@ -21,7 +21,7 @@ from bench_args import parse_args  # bench/ is on sys.path when a script runs
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize
-from csdseg.metrics import confusion_matrix, iou_per_class
+from csdseg.evaluation.metrics import confusion_matrix, iou_per_class
 from csdseg.models.mctformer import MCTformer
 from csdseg.stages.make_cam import load_cam_model
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csd_study import SETTINGS  # noqa: E402  (bench/ is a folder of scripts)
-from csdseg import run_lock  # noqa: E402
+from csdseg.runs import lock as run_lock  # noqa: E402
 from csdseg.config import Config, load_config  # noqa: E402
 from csdseg.engine.logger import read_log  # noqa: E402
-from csdseg.io import atomic_write_json  # noqa: E402
+from csdseg.files.atomic import atomic_write_json  # noqa: E402
 from csdseg.stages import eval_cam, eval_sem_seg, eval_seg, make_cam, make_csd_masks, train_cam  # noqa: E402,E501
 from csdseg.stages.pipeline import run_stage  # noqa: E402
 

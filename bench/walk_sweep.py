@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from bench_args import parse_args  # bench/ is on sys.path when a script runs
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize
 from csdseg.engine.checkpoint import load_weights
-from csdseg.metrics import confusion_matrix, iou_per_class
+from csdseg.evaluation.metrics import confusion_matrix, iou_per_class
 from csdseg.models.irn import IRNet
 from csdseg.ops.random_walk import random_walk, walk_to_labels
 from csdseg.runs import RunDir

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import tiny_config
-from csdseg.cam_file import save_cam
+from csdseg.files.cam import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.runs import RunDir

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
-from csdseg import io
+from csdseg.files import atomic as io
 from csdseg.cli import main
 from csdseg.data import build_source
 from csdseg.data.source import DataError, read_image

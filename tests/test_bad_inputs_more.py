@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
-from csdseg import io
+from csdseg.files import atomic as io
 from csdseg.data.source import DataError, read_image
 from csdseg.engine.checkpoint import save_final
 from csdseg.stages.cam_model import build_cam_model

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.config import ModelConfig
 from csdseg.data import build_source
 from csdseg.ops.cam_backend import cam_function

@@ -1,4 +1,4 @@
-"""The CAM file (csdseg.cam_file): both encodings, the official IRN file, clear errors, and the
+"""The CAM file (csdseg.files.cam): both encodings, the official IRN file, clear errors, and the
 golden check that official IRN's downstream reads accept csdseg's ``cam.format=irn`` files."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from csdseg.cam_file import CamFileError, CamRecord, load_cam, save_cam
+from csdseg.files.cam import CamFileError, CamRecord, load_cam, save_cam
 from csdseg.config import ConfigError, load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize, rescale

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import csdseg.ir_labels
+import csdseg.refiners.ir_labels
 import csdseg.ops.confident_labels as cl
-from csdseg.cam_file import save_cam
+from csdseg.files.cam import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.ops.confident_labels import confident_labels, split_fg_bg
@@ -226,7 +226,7 @@ def test_make_ir_label_resumes_without_recomputing(run_cfg, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("recomputed an existing output")
 
-    monkeypatch.setattr(csdseg.ir_labels, "confident_labels", boom)  # the stage's worker
+    monkeypatch.setattr(csdseg.refiners.ir_labels, "confident_labels", boom)  # the stage's worker
     make_ir_label.run(run_cfg)  # everything exists: nothing is recomputed
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
     assert after == before
@@ -287,7 +287,7 @@ def test_csd_masks_are_not_linked_from_labels_older_than_the_cams(run_cfg):
     import copy
     import os
 
-    from csdseg.cam_file import save_cam
+    from csdseg.files.cam import save_cam
     from csdseg.stages import make_csd_masks
 
     make_ir_label.run(run_cfg)

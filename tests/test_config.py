@@ -138,7 +138,7 @@ def test_declared_choices_match_the_code():
             if isinstance(meta, Registry):
                 live = tuple(getattr(importlib.import_module(meta.module), meta.name))
                 assert _source_keys(meta.module, meta.name) == live, key
-    from csdseg.cam_file import FORMATS
+    from csdseg.files.cam import FORMATS
     from csdseg.csd.trainer import CHOICES
     from csdseg.csd.variants import MASK_KINDS, VARIANTS
     from csdseg.data.augment import CAM_RECIPES

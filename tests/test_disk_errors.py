@@ -1,7 +1,7 @@
 """Disk full, read-only and forbidden folders: a failed write keeps the previous file, leaves no
 temporary file, and stops with one line naming the folder and its free space; once the cause is
-gone the same write (or command) completes. Importing csdseg.io changes nothing in the process
-(no umask juggling), and written files get the usual permissions."""
+gone the same write (or command) completes. Importing csdseg.files.atomic changes nothing in the
+process (no umask juggling), and written files get the usual permissions."""
 from __future__ import annotations
 
 import errno
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from csdseg import io
-from csdseg.io import WriteError, atomic_write_text
+from csdseg.files import atomic as io
+from csdseg.files.atomic import WriteError, atomic_write_text
 from csdseg.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,15 +206,15 @@ def _umask_of_this_process() -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the umask from /proc")
 def test_importing_and_writing_leave_the_umask_alone(tmp_path):
-    """In a fresh interpreter with umask 027 and os.umask booby-trapped: importing csdseg.io
-    and writing through it never calls os.umask, and files get 0o666 & ~umask = 0o640."""
+    """In a fresh interpreter with umask 027 and os.umask booby-trapped: importing
+    csdseg.files.atomic and writing through it never calls os.umask, and files get 0o666 & ~umask = 0o640."""
     script = f"""
 import os, sys
 os.umask(0o027)
 def trap(*a):
     raise AssertionError("os.umask was called")
 os.umask = trap
-import csdseg.io as io
+import csdseg.files.atomic as io
 io.atomic_write_text({str(tmp_path / 'a.txt')!r}, "x")
 io.atomic_save_npy({str(tmp_path / 'b.npy')!r}, {{"k": 1}})
 status = open("/proc/self/status").read()

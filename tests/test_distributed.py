@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.engine import dist
 from csdseg.engine.logger import read_log
 from csdseg.engine.loop import EpochBatchSampler

@@ -12,7 +12,7 @@ from csdseg import evaluation
 from csdseg.cli import main
 from csdseg.data.classes import VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError, Source
-from csdseg.cam_file import load_cam, save_cam
+from csdseg.files.cam import load_cam, save_cam
 
 # id -> (classes present as 1-based labels, background context)
 IMAGES = {"img_a": ([1, 15], 0), "img_b": ([8], 1), "img_c": ([1], 2)}
@@ -168,7 +168,7 @@ def test_cam_sweep_context_matches_label_maps_at_each_threshold(dataset):
     """The one-pass CAM path gives the same report as thresholding each CAM by hand."""
     from csdseg.config import load_config
     from csdseg.data import build_source
-    from csdseg.metrics import cam_to_labels
+    from csdseg.evaluation.metrics import cam_to_labels
 
     rng = np.random.default_rng(1)
     for image_id, (classes, _) in IMAGES.items():

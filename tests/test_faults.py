@@ -144,7 +144,7 @@ def test_training_log_is_never_empty_or_cut_and_full_disk_is_one_line(tmp_path, 
     import os
 
     from csdseg.engine.logger import RunLogger, read_log
-    from csdseg.io import WriteError
+    from csdseg.files.atomic import WriteError
 
     path = tmp_path / "logs" / "train_cam.jsonl"
     logger = RunLogger(path, start_step=0)

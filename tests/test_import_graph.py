@@ -1,4 +1,4 @@
-"""No import cycle among csdseg's modules.
+"""No import cycle among csdseg's modules, and the package's top level holds only its parts.
 
 The graph is read from the source with ``ast``: an edge M -> N for every import in M of a
 csdseg module N (and of N's enclosing packages, whose ``__init__`` runs first), at module level,
@@ -141,3 +141,8 @@ def test_no_lazy_import_closes_a_cycle():
               if m in reachable(graph, n)]
     assert not hidden, "\n".join(hidden)
 
+
+
+def test_the_top_level_holds_parts_of_the_pipeline():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "cli.py", "device.py", "errors.py"], loose

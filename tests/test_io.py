@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from csdseg.io import atomic_open, atomic_write_text
+from csdseg.files.atomic import atomic_open, atomic_write_text
 
 
 def test_written_file_has_umask_permissions(tmp_path):

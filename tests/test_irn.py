@@ -128,8 +128,8 @@ def _tiny_run(tmp_path) -> tuple[list[str], dict]:
     from PIL import Image
 
     from csdseg.data.classes import VOC_CLASSES
-    from csdseg.cam_file import save_cam
-    from csdseg.label_file import save_label_png
+    from csdseg.files.cam import save_cam
+    from csdseg.files.labels import save_label_png
 
     rng = np.random.default_rng(0)
     root, run = tmp_path / "VOC", tmp_path / "runs" / "t"

@@ -1,4 +1,4 @@
-"""The label PNG (csdseg.label_file): round trip, refused writes, clear read errors, one owner."""
+"""The label PNG (csdseg.files.labels): round trip, refused writes, clear read errors, one owner."""
 from __future__ import annotations
 
 import ast
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from csdseg.data.source import DataError
-from csdseg.label_file import LabelFileError, read_label_png, save_label_png
-from csdseg.visualize import PALETTE
+from csdseg.files.labels import LabelFileError, read_label_png, save_label_png
+from csdseg.report.visualize import PALETTE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_round_trip_is_a_voc_palette_png(tmp_path):
         assert np.array_equal(np.asarray(png.getpalette(), np.uint8).reshape(-1, 3), PALETTE)
     back = read_label_png(path, num_classes=3, size=(7, 9))
     assert back.dtype == np.uint8 and np.array_equal(back, labels)
-    assert not list(tmp_path.glob(".*.tmp"))  # written through csdseg.io's atomic helpers
+    assert not list(tmp_path.glob(".*.tmp"))  # written through csdseg.files.atomic's atomic helpers
 
 
 def test_l_mode_pngs_read_too(tmp_path):
@@ -106,8 +106,8 @@ def _imported(path: Path) -> set[str]:
 
 
 def test_no_stage_imports_another_stage():
-    """Stages share code through library modules (csdseg.label_file, csdseg.ir_labels...);
-    only the commands that run other stages (pipeline, demo) import them."""
+    """Stages share code through library modules (csdseg.files.labels,
+    csdseg.refiners.ir_labels...); only the commands that run other stages (pipeline, demo) import them."""
     stages = _stage_modules()
     for path in sorted((REPO / "csdseg/stages").glob("*.py")):
         if path.stem in ("pipeline", "demo"):
@@ -120,6 +120,6 @@ def test_no_stage_imports_another_stage():
 def test_label_pngs_have_one_reader_and_writer():
     """No other module defines a label PNG reader or writer of its own."""
     for path in [*(REPO / "csdseg").rglob("*.py"), *(REPO / "bench").glob("*.py")]:
-        if path.name != "label_file.py":
+        if path.relative_to(REPO).as_posix() != "csdseg/files/labels.py":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"^def (save|read)_label_png", text, re.M), path

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.data import build_source
 from csdseg.ops.cam import multiscale_cam, strided_size, strided_up_size
 from csdseg.runs import MissingInputError, RunDir

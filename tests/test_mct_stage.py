@@ -2,7 +2,7 @@
 import numpy as np
 
 from conftest import tiny_config
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.data import build_source
 from csdseg.data.transforms import random_resized_crop
 from csdseg.engine.logger import read_log

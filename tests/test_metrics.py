@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from csdseg import metrics
+from csdseg.evaluation import metrics
 
 GT = np.array([[0, 0, 1], [1, 2, 255], [2, 2, 0]])
 PRED = np.array([[0, 1, 1], [1, 1, 2], [2, 0, 0]])

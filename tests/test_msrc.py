@@ -15,7 +15,7 @@ from csdseg.data.msrc import (CONTEXT_CLASSES, MSRC_CLASSES, OBJECT_CLASSES, MSR
                               object_classes, stratified_split)
 from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_labels
-from csdseg.evaluation_context import ContextCounts
+from csdseg.evaluation.context import ContextCounts
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "msrc_v2"
 needs_msrc = pytest.mark.skipif(not (SHARED / "Images").is_dir(),

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.data import build_source
 from csdseg.data.source import DATASET_FIX, DataError, check_image, read_image
 from csdseg.engine.checkpoint import save_final

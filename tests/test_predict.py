@@ -14,7 +14,7 @@ from csdseg.engine.checkpoint import save_final
 from csdseg.models.deeplab import build_seg_model
 from csdseg.ops.seg_inference import predict_probs
 from csdseg.stages import predict
-from csdseg.visualize import PALETTE, side_by_side
+from csdseg.report.visualize import PALETTE, side_by_side
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Progress bars (csdseg.progress): a log or CI output gets a few plain lines per bar, not a
+"""Progress bars (csdseg.engine.progress): a log or CI output gets a few plain lines per bar, not a
 carriage-return redraw every 0.1 s; a terminal still gets tqdm's bar."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 
 from tqdm import tqdm
 
-from csdseg.progress import LineProgress, progress_bar
+from csdseg.engine.progress import LineProgress, progress_bar
 
 
 class _Terminal(io.StringIO):

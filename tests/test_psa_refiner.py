@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csdseg.cam_file import CamRecord, load_cam
+from csdseg.files.cam import CamRecord, load_cam
 from csdseg.data import build_source
-from csdseg.label_file import read_label_png
+from csdseg.files.labels import read_label_png
 from csdseg.refiners import REFINERS
 from csdseg.refiners.psa import padded_size
 from csdseg.runs import RunDir

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from csdseg.cam_file import CamRecord
+from csdseg.files.cam import CamRecord
 from csdseg.config import ConfigError, IrnConfig, PsaConfig, RefineConfig, load_config
 from csdseg.config.choices import allowed_values, choice_keys
 from csdseg.refiners import REFINERS, Refiner, get_refiner, needs_training, training_stages

@@ -20,12 +20,12 @@ from PIL import Image
 from conftest import tiny_config
 from csdseg.data import build_source
 from csdseg.engine.logger import RunLogger
-from csdseg.cam_file import save_cam
+from csdseg.files.cam import save_cam
 from csdseg.report.html import build_report
 from csdseg.report.table import write_table
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import eval_cam, eval_sem_seg
-from csdseg.label_file import save_label_png
+from csdseg.files.labels import save_label_png
 
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

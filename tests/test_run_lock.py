@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from csdseg import run_identity, run_lock
+from csdseg.runs import identity as run_identity
+from csdseg.runs import lock as run_lock
 from csdseg.cli import main
 from csdseg.runs import RunDir
 from test_resume import PRESET, command, overrides
@@ -27,7 +28,7 @@ TRAIN = ["data.train_split=val", "data.infer_split=val", "train.batch_size=4",
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from csdseg import run_lock
+    from csdseg.runs import lock as run_lock
     run_lock.acquire(sys.argv[1], sys.argv[2])
     print("held", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -121,7 +122,7 @@ def test_racing_takeovers_of_one_stale_lock_leave_exactly_one_holder(tmp_path):
     write_lock(run, pid=dead_pid())
     script = textwrap.dedent(f"""
         import os, sys, time
-        from csdseg import run_lock
+        from csdseg.runs import lock as run_lock
         judge = run_lock.holder_alive
         def slow_judge(info):  # widen the window between judging a lock stale and replacing it
             alive = judge(info)

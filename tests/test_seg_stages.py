@@ -17,11 +17,11 @@ from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.seg_dataset import SegTrainDataset
 from csdseg.data.source import DataError
-from csdseg.metrics import confusion_matrix, mean_iou
+from csdseg.evaluation.metrics import confusion_matrix, mean_iou
 from csdseg.runs import MissingInputError
 from csdseg.stages import eval_seg, train_seg
 from csdseg.stages.train_seg import seg_loss
-from csdseg.visualize import palette_png
+from csdseg.report.visualize import palette_png
 
 COLOURS = {1: (220, 30, 30), 2: (30, 200, 30), 3: (40, 40, 230)}  # aeroplane, bicycle, bird
 

@@ -12,7 +12,7 @@ from csdseg.data.colour_jitter import colour_jitter
 from csdseg.engine.checkpoint import load_checkpoint
 from csdseg.engine.logger import read_log
 from csdseg.errors import StageError
-from csdseg.psa_scores import load_scores, save_scores, score_dir
+from csdseg.refiners.psa_scores import load_scores, save_scores, score_dir
 from csdseg.runs import RunDir
 from csdseg.stages import train_aff
 from psa_helpers import fake_cams, psa_config

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from csdseg.config.common import Pattern, Registry, SgdPoly, TrainLoop
-from csdseg.errors import ConfigError  # noqa: F401  (defined in the leaf; re-exported)
+from csdseg.errors import ConfigError  # noqa: F401  (defined in the leaf; kept importable here)
 
 __all__ = ["Pattern", "Registry"]  # re-exported: declared in csdseg.config.common
 

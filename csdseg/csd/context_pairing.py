@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from csdseg.ops.confident_labels import split_fg_bg
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 
 # hue x saturation x value: 8 hues tell grass from sky from water from road; 3 x 3 levels of
 # saturation and brightness separate grey road from blue sky without making the descriptor

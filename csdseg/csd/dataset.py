@@ -19,7 +19,7 @@ from csdseg.csd.paste import bg_paste_mask, masks_from_labels, paste, random_pla
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.source import DataError
 from csdseg.data.transforms import sample_rng
-from csdseg.label_file import read_label_png
+from csdseg.files.labels import read_label_png
 
 CSD_STREAM = 0xC5D  # extra seed word: the CSD draws never reuse the augmentation stream
 

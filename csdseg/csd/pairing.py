@@ -16,7 +16,7 @@ from csdseg.csd.cooccurrence import CooccurrenceSampler
 from csdseg.csd.dataset import MaskStore
 from csdseg.data.source import Source
 from csdseg.ops.confident_labels import split_fg_bg
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 
 log = logging.getLogger("csdseg.csd")
 

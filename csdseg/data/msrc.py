@@ -13,7 +13,7 @@ object classes present in each mask. The split is fixed: ``resources/msrc/{train
 (ids only), made by :func:`stratified_split` with seed 0.
 
 The 23-class masks stay reachable: :meth:`MSRCSource.load_scene` gives each pixel's context
-class, which the context-confusion metric reads (csdseg/evaluation_context.py).
+class, which the context-confusion metric reads (csdseg/evaluation/context.py).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from csdseg.data.classes import IGNORE_INDEX
-from csdseg.errors import DataError  # noqa: F401  (defined in the leaf; re-exported)
+from csdseg.errors import DataError  # defined in the leaf, which imports nothing back
 
 log = logging.getLogger("csdseg.data")
 

@@ -33,8 +33,9 @@ from csdseg.data.synthetic_layouts import (add_void_border, fill_void, load_layo
                                            partition_layouts, procedural_layout, sample_classes)
 from csdseg.data.synthetic_textures import (CLASS_CONTEXT, CONTEXTS, render_class,
                                             render_context)
-from csdseg.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text
-from csdseg.progress import progress_bar
+from csdseg.files.atomic import (atomic_save_npy, atomic_write_bytes, atomic_write_json,
+                                 atomic_write_text)
+from csdseg.engine.progress import progress_bar
 
 __all__ = ["CONTEXTS", "CLASS_CONTEXT", "P_CONTEXT", "generate", "make_sample", "choose_context"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from csdseg.errors import StageError
-from csdseg.io import atomic_torch_save
+from csdseg.files.atomic import atomic_torch_save
 
 
 def rng_state() -> dict[str, Any]:

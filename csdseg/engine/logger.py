@@ -1,10 +1,10 @@
 """Training logs: JSON lines (for scripts and the report) and TensorBoard (for people).
 
 The JSONL log is never seen empty or half-written, even after SIGKILL: it is created whole,
-with its first record, by an atomic write (``csdseg.io``), and each later record is appended
-by one ``write`` of the complete line on an ``O_APPEND`` descriptor, so a kill lands between
-records, not inside one. A full disk or forbidden folder stops with ``csdseg.io``'s one-line
-:class:`~csdseg.io.WriteError`, as every other write does.
+with its first record, by an atomic write (``csdseg.files.atomic``), and each later record is
+appended by one ``write`` of the complete line on an ``O_APPEND`` descriptor, so a kill lands
+between records, not inside one. A full disk or forbidden folder stops with
+``csdseg.files.atomic``'s one-line :class:`~csdseg.errors.WriteError`, as every other write does.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from csdseg.io import atomic_write_bytes, atomic_write_text, ensure_dir, write_error
+from csdseg.files.atomic import atomic_write_bytes, atomic_write_text, ensure_dir, write_error
 
 
 class RunLogger:

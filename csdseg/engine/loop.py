@@ -25,7 +25,7 @@ from csdseg.engine.logger import RunLogger
 from csdseg.engine.schedule import set_lr
 from csdseg.engine.seed import worker_init
 from csdseg.errors import StageError
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 from csdseg.runs import RunDir
 
 log = logging.getLogger("csdseg.train")

@@ -3,7 +3,7 @@
 Per-image CPU stages (dense CRF, confident labels, mask evaluation) are single-threaded, so a
 process per core is what makes them fast. :func:`map_ids` hides the pool: it sends ``fn`` to
 each worker once (not with every task), hands out ids in small chunks, shows a progress bar
-(``csdseg.progress``), and returns the results in the order of ``ids``. Workers are started
+(``csdseg.engine.progress``), and returns the results in the order of ``ids``. Workers are started
 with ``spawn``: forking a parent that has already started torch/OpenMP threads can deadlock,
 and spawn behaves the same on Linux, macOS and Windows. ``fn`` must therefore be picklable (a module-level function, a
 ``functools.partial`` of one, or an instance of a module-level class).
@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from typing import Any, Callable, Sequence, TypeVar
 
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 make-sem-seg knows refiners only through this entry: it checks the settings, requires the
 checkpoint of the training stage the refiner names, calls ``prepare`` once, then ``refine`` on
-every image, and writes the label PNGs itself (csdseg.label_file).
+every image, and writes the label PNGs itself (csdseg.files.labels).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from csdseg.cam_file import CamRecord
+from csdseg.files.cam import CamRecord
 from csdseg.config import Config
 from csdseg.runs import RunDir
 

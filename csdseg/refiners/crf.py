@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from csdseg.cam_file import CamRecord
+from csdseg.files.cam import CamRecord
 from csdseg.config import Config, ConfigError, RefineConfig
 from csdseg.ops.crf import SOFTMAX_PRESETS, crf_inference_softmax
 from csdseg.refiners.base import Refiner

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from csdseg.cam_file import CamRecord
+from csdseg.files.cam import CamRecord
 from csdseg.config import Config, ConfigError, PsaConfig
 from csdseg.refiners.base import Refiner
 from csdseg.runs import RunDir

@@ -8,11 +8,11 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.data import Source
-from csdseg.label_file import read_label_png
+from csdseg.files.labels import read_label_png
 from csdseg.runs import RunDir
-from csdseg.visualize import overlay
+from csdseg.report.visualize import overlay
 
 
 def png_uri(rgb: np.ndarray) -> str:

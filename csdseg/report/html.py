@@ -14,7 +14,7 @@ from typing import Any
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.engine.logger import read_log
-from csdseg.io import atomic_write_text
+from csdseg.files.atomic import atomic_write_text
 from csdseg.report.gallery import gallery_rows, pick_ids
 from csdseg.report.plots import context_heatmap, iou_bars, training_curves
 from csdseg.report.table import headings, load_report, row_cells, run_names
@@ -83,7 +83,7 @@ def build_report(base: Config, control: Config | None, csd: Config | None,
     maps = {f"{k} @{rep['threshold']:.2f}": rep["context_confusion"]["matrix"]
             for k, cfg in cfgs.items() if (rep := load_report(cfg, "eval_cam")) is not None
             and rep.get("context_confusion")}
-    if maps:  # datasets whose masks label the context (MSRC): csdseg/evaluation_context.py
+    if maps:  # datasets whose masks label the context (MSRC): csdseg/evaluation/context.py
         parts.append("<h2>Context confusion (CAMs)</h2><p>The share of each context's pixels "
                      "labelled as the object, in the images labelled with it (lower is "
                      "better).</p>")

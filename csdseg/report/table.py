@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from csdseg.config import Config
-from csdseg.io import atomic_write_json, atomic_write_text
+from csdseg.files.atomic import atomic_write_json, atomic_write_text
 from csdseg.runs import RunDir, eval_report_path
 
 # (key, label, report, path into the report); percentages unless the key ends in "ratio"

@@ -6,7 +6,7 @@ going to background. The report gives per-class IoU and mIoU at that threshold a
 threshold of the sweep ``eval.sweep_start``..``eval.sweep_stop`` (computed in the same pass),
 plus context over-activation when the dataset records background contexts (synthetic data).
 It also gives mIoU over single- and over multi-label images and the confusion between
-co-occurring classes (see ``csdseg.evaluation_groups``), at both thresholds.
+co-occurring classes (see ``csdseg.evaluation.groups``), at both thresholds.
 
 Writes ``runs/<name>/reports/eval_cam_<split>.json`` (one file per split); ``--json`` prints that JSON instead of the table.
 """
@@ -19,7 +19,7 @@ from csdseg.config import Config, ConfigError
 from csdseg.data import build_source
 from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_cams, format_report, sweep_thresholds, trivial_mious
-from csdseg.io import atomic_write_json
+from csdseg.files.atomic import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 

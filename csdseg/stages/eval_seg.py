@@ -24,13 +24,13 @@ from csdseg.data.source import DataError, Source
 from csdseg.device import resolve_device
 from csdseg.errors import StageError
 from csdseg.evaluation import evaluate_labels, format_report
-from csdseg.io import atomic_save_png, atomic_write_json
+from csdseg.files.atomic import atomic_save_png, atomic_write_json
 from csdseg.engine.checkpoint import load_seg_model
 from csdseg.ops.seg_inference import predict_probs
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments, config_from_args, print_report
-from csdseg.visualize import palette_png
+from csdseg.report.visualize import palette_png
 
 HELP = "score the segmentation network (multi-scale + flip, optional CRF) and write predictions"
 STAGE = "eval_seg"

@@ -16,7 +16,7 @@ from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.data.source import DataError
 from csdseg.evaluation import evaluate_labels, format_report
-from csdseg.io import atomic_write_json
+from csdseg.files.atomic import atomic_write_json
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages.args import add_config_arguments, config_from_args, print_report
 

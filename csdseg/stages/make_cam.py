@@ -1,6 +1,6 @@
 """``csdseg make-cam``: multi-scale + flip CAMs for every image of ``data.infer_split``.
 
-Writes ``cam/<id>.npy`` in IRN's format (``csdseg.cam_file``) -- a dict with ``keys`` (present
+Writes ``cam/<id>.npy`` in IRN's format (``csdseg.files.cam``) -- a dict with ``keys`` (present
 class indices), ``cam`` (stride 4) and ``high_res`` (full size) -- as NumPy arrays, or with
 ``cam.format=irn`` exactly as the official IRN writes it (torch tensors in ``keys`` and ``cam``),
 so that the official downstream scripts can read our maps.
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from csdseg.cam_file import save_cam
+from csdseg.files.cam import save_cam
 from csdseg.config import Config
 from csdseg.data import build_source
 from csdseg.data.cam_dataset import MultiScaleDataset, check_cam_inputs, first_item
@@ -24,7 +24,7 @@ from csdseg.engine import dist
 from csdseg.engine.checkpoint import load_weights
 from csdseg.ops.cam import multiscale_cam
 from csdseg.ops.cam_backend import cam_function
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
 

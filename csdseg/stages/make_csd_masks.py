@@ -27,10 +27,10 @@ from csdseg.csd.dataset import MaskStore
 from csdseg.data import Source, build_source
 from csdseg.data.classes import IGNORE_INDEX
 from csdseg.csd.masks import mask_place
-from csdseg.io import atomic_link, atomic_write_json
-from csdseg.ir_labels import make_labels
+from csdseg.files.atomic import atomic_link, atomic_write_json
+from csdseg.refiners.ir_labels import make_labels
 from csdseg.ops.confident_labels import split_fg_bg
-from csdseg.progress import progress_bar
+from csdseg.engine.progress import progress_bar
 from csdseg.runs import MissingInputError, RunDir
 
 HELP = "CSD's fg/bg masks: confident labels of a baseline run's CAMs (csd.from_run=NAME)"

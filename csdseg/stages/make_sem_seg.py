@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.config import Config
 from csdseg.data import Source, build_source
 from csdseg.errors import StageError
-from csdseg.label_file import save_label_png
+from csdseg.files.labels import save_label_png
 from csdseg.ops.parallel import map_ids
 from csdseg.refiners import REFINERS, Refiner, get_refiner
 from csdseg.refiners.random_walk import Walker

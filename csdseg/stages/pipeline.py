@@ -243,7 +243,7 @@ def run_pipeline(path: str | None, overrides: list[str], baseline_and_csd: bool 
                 "only after the CSD run's CAM stages. Run the baseline's stages first, then "
                 "pass --csd-set csd.mask_source=runs/<name>/sem_seg (or csd.masks=confident)")
     records = execute(plan(base, csd, control), start, stop)
-    from csdseg import run_lock
+    from csdseg.runs import lock as run_lock
 
     if run_lock.is_writer():  # the table and report go into the baseline's run folder
         run_lock.acquire(RunDir.from_config(base).root, "pipeline")

@@ -23,11 +23,11 @@ from PIL import Image
 from csdseg.data.source import DataError, check_image, read_image
 from csdseg.data.transforms import rescale, resize_to
 from csdseg.device import resolve_device
-from csdseg.io import atomic_save_png
+from csdseg.files.atomic import atomic_save_png
 from csdseg.engine.checkpoint import load_seg_model
 from csdseg.ops.seg_inference import predict_probs
-from csdseg.progress import progress_bar
-from csdseg.visualize import palette_png, side_by_side
+from csdseg.engine.progress import progress_bar
+from csdseg.report.visualize import palette_png, side_by_side
 
 HELP = "segment images with a trained checkpoint (palette masks + overlays)"
 FIX = "replace it or move it out of the inputs"

@@ -23,8 +23,8 @@ from PIL import Image
 
 from csdseg.data.classes import COCO_CLASSES, VOC_CLASSES, voc_palette
 from csdseg.data.source import DataError, read_mask, read_split
-from csdseg.io import atomic_save_npy, atomic_save_png, atomic_write_text
-from csdseg.progress import progress_bar
+from csdseg.files.atomic import atomic_save_npy, atomic_save_png, atomic_write_text
+from csdseg.engine.progress import progress_bar
 
 HELP = "derive label files (and COCO label PNGs) from a dataset's original annotations"
 

@@ -20,10 +20,10 @@ from csdseg.data import build_source
 from csdseg.data.augment import cam_augment
 from csdseg.data.cam_dataset import ClassificationDataset
 from csdseg.data.transforms import denormalize
-from csdseg.io import atomic_save_png
+from csdseg.files.atomic import atomic_save_png
 from csdseg.runs import RunDir
 from csdseg.stages.args import add_config_arguments, config_from_args
-from csdseg.visualize import overlay
+from csdseg.report.visualize import overlay
 
 HELP = "picture grid of CSD's pasted views (and maps) plus the co-occurrence heat-map"
 

@@ -2,9 +2,9 @@
 
 Reads the images of ``data.train_split`` and their CAMs (``runs/<name>/cam/``, from
 ``csdseg make-cam``); first makes the two CRF score maps of every training image
-(``runs/<name>/psa_scores/``, csdseg/psa_scores.py: kept, so a rerun or a resume skips them),
-then trains; writes ``runs/<name>/checkpoints/aff.pt`` (``aff_last.pt`` while training, so a
-killed run resumes). The ``psa`` refiner (refine.method=psa) walks the CAMs over its affinities.
+(``runs/<name>/psa_scores/``, csdseg/refiners/psa_scores.py: kept, so a rerun or a resume skips
+them), then trains; writes ``runs/<name>/checkpoints/aff.pt`` (``aff_last.pt`` while training,
+so a killed run resumes). The ``psa`` refiner (refine.method=psa) walks the CAMs over its affinities.
 
 One sample (PSA's VOC12AffDataset): colour jitter 0.3/0.3/0.3/0.1 on the whole image, a random
 ``psa.crop_size`` crop of the image and both score maps at one offset, zero-padded where the
@@ -41,7 +41,7 @@ from csdseg.models.affinitynet import AFF_NETWORKS, AffinityNet
 from csdseg.models.resnet38d import load_psa_weights
 from csdseg.ops.parallel import resolve_workers
 from csdseg.ops.psa_affinity import PSA_RADIUS, PSA_STRIDE, affinity_loss, pair_labels
-from csdseg.psa_scores import load_scores, make_scores, score_dir
+from csdseg.refiners.psa_scores import load_scores, make_scores, score_dir
 from csdseg.runs import RunDir
 
 HELP = "train PSA's AffinityNet on the CAMs' confident labels (PSA's train_aff; refine.method=psa)"

@@ -28,7 +28,7 @@ from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd
 from csdseg.losses.affinity import irn_losses, pair_displacement
 from csdseg.errors import StageError
-from csdseg.label_file import read_label_png
+from csdseg.files.labels import read_label_png
 from csdseg.models.irn import IRNet
 from csdseg.ops.affinity import affinity_labels, boundary_to_affinity
 from csdseg.ops.path_index import PathIndex

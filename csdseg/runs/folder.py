@@ -16,14 +16,14 @@ Stages talk to each other only through these files, so any stage can be rerun al
       reports/<stage>_<split>[_<variant>].json   evaluation reports, one per split (and per
                                 variant: eval_seg with the dense CRF is ``eval_seg_val_crf``)
       reports/pipeline.{json,md}  the pipeline's baseline / control / CSD table
-      .lock                     the process writing the run (csdseg/run_lock.py), while it runs
+      .lock                     the process writing the run (csdseg/runs/lock.py), while it runs
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from csdseg.config import Config, save_config
-from csdseg.errors import MissingInputError  # noqa: F401  (defined in the leaf; re-exported)
+from csdseg.errors import MissingInputError  # defined in the leaf, which imports nothing back
 
 
 class RunDir:
@@ -85,14 +85,14 @@ class RunDir:
         """Create the run directory, take its lock and record the config this stage runs with.
 
         Every stage that writes into the run calls this before its first write, so this is
-        where "one writer per run" is enforced (:mod:`csdseg.run_lock`): a second process on
+        where "one writer per run" is enforced (:mod:`csdseg.runs.lock`): a second process on
         the same run stops here with a message naming the first. The lock is re-entrant (the
         pipeline runs every stage in one process) and released when the process exits. Under
         torchrun only rank 0 takes it. A read-only or full run folder fails here too, with a
-        message naming the folder and its free space (:class:`csdseg.io.WriteError`).
+        message naming the folder and its free space (:class:`csdseg.files.atomic.WriteError`).
         """
-        from csdseg import run_lock
-        from csdseg.io import ensure_dir
+        from csdseg.runs import lock as run_lock
+        from csdseg.files.atomic import ensure_dir
 
         ensure_dir(self.root, self.root / run_lock.LOCK_NAME)
         if run_lock.is_writer():
@@ -101,7 +101,7 @@ class RunDir:
 
     def release(self) -> None:
         """Drop this process's lock on the run before the process ends (tests, notebooks)."""
-        from csdseg import run_lock
+        from csdseg.runs import lock as run_lock
 
         run_lock.release(self.root)
 

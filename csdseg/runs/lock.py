@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from csdseg import io as _io
-from csdseg.run_identity import _host, _my_info, _now, _valid, holder_alive, is_writer
+from csdseg.files import atomic as _io
+from csdseg.runs.identity import _host, _my_info, _now, _valid, holder_alive, is_writer
 from csdseg.errors import StageError
 
-log = logging.getLogger("csdseg.run_lock")
+log = logging.getLogger("csdseg.run_lock")  # its name before the move: log lines unchanged
 # is_writer lives in run_identity; callers ask it here, beside acquire()
 __all__ = ["RunLockedError", "acquire", "held_runs", "is_writer", "read_lock", "release"]
 

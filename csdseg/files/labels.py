@@ -2,7 +2,7 @@
 
 A label PNG holds one class index per pixel: 0 = background, 1..K = the K classes, 255 = void
 (ignored, or "uncertain" in confident labels). csdseg writes them as palette ('P' mode) PNGs
-with the VOC colours (:func:`csdseg.visualize.palette_png`), so the index is the pixel value
+with the VOC colours (:func:`csdseg.report.visualize.palette_png`), so the index is the pixel value
 and any viewer shows the classes in colour; it reads palette and L-mode PNGs alike.
 
 Files in this format: ``ir_label/`` (make-ir-label; ``csd_masks/``: make-csd-masks),
@@ -11,7 +11,8 @@ format but belong to the dataset (:func:`csdseg.data.source.read_mask`).
 
 Every problem raises :class:`LabelFileError` (a :class:`~csdseg.data.source.DataError`, so the
 CLI prints it as one line) naming the file and the fix: ``made_by`` is the command that remakes
-it. Writes are atomic (:func:`csdseg.io.atomic_save_png`): a crash never leaves half a PNG.
+it. Writes are atomic (:func:`csdseg.files.atomic.atomic_save_png`): a crash never leaves half
+a PNG.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 
 from csdseg.data.classes import IGNORE_INDEX
 from csdseg.data.source import DataError
-from csdseg.io import atomic_save_png
-from csdseg.visualize import palette_png
+from csdseg.files.atomic import atomic_save_png
+from csdseg.report.visualize import palette_png
 
 
 class LabelFileError(DataError):

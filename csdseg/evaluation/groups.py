@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from csdseg import metrics
+from csdseg.evaluation import metrics
 
 WORST = 5
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from csdseg.data.source import DataError
-from csdseg.io import atomic_save_npy
+from csdseg.files.atomic import atomic_save_npy
 
 FORMATS = ("npy", "irn")
 ENTRIES = ("keys", "cam", "high_res")

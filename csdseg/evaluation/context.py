@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from csdseg import metrics
+from csdseg.evaluation import metrics
 
 WORST = 5
 

@@ -23,14 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.data import Source
 from csdseg.errors import StageError
-from csdseg.io import atomic_write_bytes
+from csdseg.files.atomic import atomic_write_bytes
 from csdseg.ops.parallel import map_ids
 from csdseg.runs import MissingInputError, RunDir
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("csdseg.psa_scores")  # its name before the move: log lines unchanged
 FOLDER = "psa_scores"
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from csdseg.cam_file import load_cam
+from csdseg.files.cam import load_cam
 from csdseg.config import Config, ConfigError, IrLabelConfig
 from csdseg.data import Source, build_source
 from csdseg.errors import StageError
-from csdseg.label_file import save_label_png
+from csdseg.files.labels import save_label_png
 from csdseg.ops.confident_labels import confident_labels
 from csdseg.ops.parallel import map_ids
 from csdseg.runs import MissingInputError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("csdseg.ir_labels")  # its name before the move: log lines unchanged
 
 
 class IrLabelJob:

@@ -10,8 +10,8 @@ context is the preferred context of a class they contain ("matched") versus the 
 classifier that learned the context as evidence for the class over-activates on matched images,
 so the ratio matched / other measures that shortcut; CSD aims to bring it towards 1.
 
-Single- vs multi-label mIoU and co-occurrence confusion: see ``csdseg.evaluation_groups``.
-Context confusion, for datasets whose masks label the context (MSRC): csdseg.evaluation_context.
+Single- vs multi-label mIoU and co-occurrence confusion: see ``csdseg.evaluation.groups``.
+Context confusion, for datasets whose masks label the context (MSRC): csdseg.evaluation.context.
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from csdseg import metrics
-from csdseg.cam_file import load_cam
+from csdseg.evaluation import metrics
+from csdseg.files.cam import load_cam
 from csdseg.data.source import DataError, Source
-from csdseg.evaluation_context import counts_for, format_line as context_line
-from csdseg.evaluation_groups import GroupCounts, format_lines
-from csdseg.label_file import read_label_png
-from csdseg.progress import progress_bar
+from csdseg.evaluation.context import counts_for, format_line as context_line
+from csdseg.evaluation.groups import GroupCounts, format_lines
+from csdseg.files.labels import read_label_png
+from csdseg.engine.progress import progress_bar
 
 Report = dict[str, Any]
 

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from csdseg.errors import WriteError  # noqa: F401  (defined in the leaf; raised here)
+from csdseg.errors import WriteError  # defined in the leaf, which imports nothing back
 
 # errno values a user fixes by freeing space, fixing permissions or writing elsewhere
 DISK_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None),

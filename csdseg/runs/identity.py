@@ -1,4 +1,4 @@
-"""Who holds a run's lock, and whether that process still runs (csdseg/run_lock.py).
+"""Who holds a run's lock, and whether that process still runs (csdseg/runs/lock.py).
 
 A process is named by pid, host, boot id and the pid's start time (Linux /proc), so a lock
 left by a killed process is recognised as stale even after its pid was reused.
