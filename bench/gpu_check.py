@@ -41,7 +41,7 @@ import gpu_check_agree  # noqa: E402
 import gpu_check_estimate  # noqa: E402
 import gpu_check_speed  # noqa: E402
 import gpu_check_stages  # noqa: E402
-from bench_args import parse_args  # noqa: E402
+from csdseg.stages.args import parse_args  # noqa: E402
 from gpu_check_models import sizes  # noqa: E402
 from gpu_check_report import Section, markdown, write_json  # noqa: E402
 from side_by_side import load, machine  # noqa: E402

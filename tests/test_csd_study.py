@@ -1,4 +1,4 @@
-"""bench/csd_study.py: every screened setting is a config the synthetic presets accept.
+"""experiments/csd_study.py: every screened setting is a config the synthetic presets accept.
 
 A setting whose overrides fail validation would stop a background study after its warm start
 had trained for half an hour; this catches it before a run is started.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
 
 import json  # noqa: E402
 

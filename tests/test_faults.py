@@ -1,6 +1,6 @@
-"""Fault injection over the whole pipeline (bench/faults.py, short form): the tiny IRN pipeline
-with CSD and its control killed with SIGKILL once inside every kind of stage, rerun until it
-completes, must end exactly where an uninterrupted run ends. The checks themselves are tested
+"""Fault injection over the whole pipeline (experiments/faults.py, short form): the tiny IRN
+pipeline with CSD and its control killed with SIGKILL once inside every kind of stage, rerun until
+it completes, must end exactly where an uninterrupted run ends. The checks themselves are tested
 first on hand-made folders: each must report the fault it exists to find."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import fault_checks as checks  # noqa: E402
 import faults  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""bench/job_pool.py: experiment pieces as child processes, and csd_experiment.py --jobs."""
+"""experiments/job_pool.py: experiment pieces as child processes, and csd_experiment.py --jobs."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
 
 from job_pool import Job, python_argv, run_jobs  # noqa: E402
 
@@ -80,8 +80,8 @@ def test_csd_experiment_in_parallel_gives_the_sequential_results(tmp_path):
     results = {}
     for jobs in ("1", "2"):
         out = tmp_path / f"jobs{jobs}"
-        subprocess.run(python_argv(BENCH / "csd_experiment.py", "--out", str(out), "--jobs", jobs,
-                                   *TINY), check=True, capture_output=True, cwd=tmp_path,
+        subprocess.run(python_argv(EXPERIMENTS / "csd_experiment.py", "--out", str(out), "--jobs",
+                                   jobs, *TINY), check=True, capture_output=True, cwd=tmp_path,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
         text = (out / "results_s0.json").read_text().replace(str(out), "OUT")
         results[jobs] = json.loads(text)
@@ -98,7 +98,7 @@ def test_a_killed_pool_takes_its_children_with_it(tmp_path):
     import time
 
     child = f"import os, time, pathlib; pathlib.Path({str(tmp_path / 'pid')!r}).write_text(str(os.getpid())); time.sleep(60)"
-    pool = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; "
+    pool = (f"import sys; sys.path.insert(0, {str(EXPERIMENTS)!r}); from pathlib import Path; "
             f"from job_pool import Job, run_jobs; "
             f"run_jobs([Job('c', [sys.executable, '-c', {child!r}])], 1, Path({str(tmp_path)!r}))")
     proc = subprocess.Popen([sys.executable, "-c", pool])

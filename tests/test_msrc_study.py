@@ -1,4 +1,4 @@
-"""bench/msrc_study.py's table: CSD - control paired by seed, the ceiling's share, the CSD
+"""experiments/msrc_study.py's table: CSD - control paired by seed, the ceiling's share, the CSD
 sample counts, from result files the test writes (no training)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "msrc_study.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "msrc_study.py"
 
 
 def _result(miou: float, ctx: float, samples: list[float] | None = None) -> dict:

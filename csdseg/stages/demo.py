@@ -35,7 +35,7 @@ STUDY = {
     "mct": {"name": "MCTformer", "row": "MCTformer, from scratch", "setting": "ours_x1",
             "cam_miou": (2.3, 0.1), "cooc": 0, "gap": 1.2, "context": -3, "epochs": 10},
 }
-# The study's regime (docs/csd_study.md, protocol; bench/csd_experiment.py's defaults): the
+# The study's regime (docs/csd_study.md, protocol; experiments/csd_experiment.py's defaults): the
 # baseline's epochs are in STUDY, then CSD and its control train `extra_epochs` more.
 STUDY_REGIME = {"n_train": 1000, "size": 128, "extra_epochs": 4, "seeds": 3}
 STUDY_DOC = "docs/csd_study.md"

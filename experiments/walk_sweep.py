@@ -6,7 +6,7 @@ For a run with CAMs and a trained IRN (``csdseg train-irn``), on the first ``--n
 the IRN's boundary map and once with an oracle boundary (1 where the ground-truth label changes
 at stride 4, and on void). The gap between the two rows is what a better boundary would buy.
 
-Usage: python bench/walk_sweep.py -c synthetic_irn [key=value ...] \
+Usage: python experiments/walk_sweep.py -c synthetic_irn [key=value ...] \
            [--n 200] [--exp-times 2 3 4 6 8]
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from csdseg.stages.args import parse_args
 from csdseg.files.cam import load_cam
 from csdseg.config import load_config
 from csdseg.data import build_source

@@ -1,4 +1,4 @@
-"""What bench/faults.py checks after each recovery, as functions of folders and stdout files.
+"""What experiments/faults.py checks after each recovery, as functions of folders and stdout files.
 
 Kept apart from the runner so tests can feed them hand-made folders (a changed byte, an empty
 file, a stage run twice) and see each problem reported: a check that cannot fail proves nothing.

@@ -1,8 +1,8 @@
 """Where an experiment's wall time went: training and evaluation of each run under ``--out``.
 
-  python bench/phase_times.py --out runs/csd_experiment
+  python experiments/phase_times.py --out runs/csd_experiment
 
-For each run folder of bench/csd_experiment.py / csd_study.py (``base_s0``, ``ctl_s0``,
+For each run folder of experiments/csd_experiment.py / csd_study.py (``base_s0``, ``ctl_s0``,
 ``study_<setting>_s0``, ...): its training time, the last ``time`` its train-cam log recorded,
 and its evaluation time, ``wall_s.evaluate`` of its results file where the run recorded one,
 else the time from its checkpoint to its results file (the runs made before ``wall_s``

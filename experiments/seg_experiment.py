@@ -1,7 +1,7 @@
 """Stages 2 and 3 on the CSD experiment's runs: pseudo-masks and DeepLab, baseline vs CSD.
 
-Builds on ``bench/csd_experiment.py`` (run it first with the same ``--out``): for each seed and
-each of its classifiers (``base_s<seed>``, the IRN-style baseline, ``csd_s<seed>``, the same
+Builds on ``experiments/csd_experiment.py`` (run it first with the same ``--out``): for each seed
+and each of its classifiers (``base_s<seed>``, the IRN-style baseline, ``csd_s<seed>``, the same
 network after the CSD fine-tuning, and ``ctl_s<seed>``, its control: the same fine-tuning with
 CSD off), with the synthetic preset's settings:
 
@@ -17,7 +17,7 @@ Stages whose outputs exist are skipped, so a killed experiment resumes; each (se
 (``--seeds 0 --runs base`` in one, ``--seeds 0 --runs csd`` in another). Prints a markdown table
 (mean +- std over the seeds found) last, next to the CAM mIoU from ``results_s<seed>.json``.
 
-Usage: python bench/seg_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
+Usage: python experiments/seg_experiment.py --out runs/csd_exp --seeds 0 1 2 [key=value ...]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from csdseg.stages.args import parse_args
 from csdseg.config import Config, load_config
 from csdseg.refiners import needs_training
 from csdseg.stages import (eval_seg, eval_sem_seg, make_ir_label, make_sem_seg, train_aff,
@@ -117,7 +117,8 @@ def main() -> None:
     args = parse_args(parser)  # key=value overrides anywhere on the line
     out = Path(args.out)
     if not (out / "data").is_dir():
-        raise SystemExit(f"{out}/data is missing: run bench/csd_experiment.py --out {out} first")
+        raise SystemExit(f"{out}/data is missing: run experiments/csd_experiment.py --out {out} "
+                         "first")
     start = time.time()
     for seed in args.seeds:
         for run in args.runs:
@@ -127,7 +128,7 @@ def main() -> None:
             cfg = load_config(args.preset, [f"data.root={out / 'data'}", f"run_root={out}",
                                        f"seed={seed}", f"name={run}_s{seed}", *args.overrides])
             if not (cfg.run_dir / "cam").is_dir():
-                raise SystemExit(f"{cfg.run_dir}/cam is missing: run bench/csd_experiment.py "
+                raise SystemExit(f"{cfg.run_dir}/cam is missing: run experiments/csd_experiment.py "
                                  f"--out {out} --seeds {seed} first")
             path.write_text(json.dumps(pseudo_and_seg(cfg, seg=not args.no_seg), indent=1))
     print(f"\n{time.time() - start:.0f} s; settings: {vars(args)}\n")

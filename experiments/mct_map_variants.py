@@ -7,7 +7,7 @@ each min-max normalised per class and scored at background thresholds 0 to 0.6 (
 against the ground truth of the image's classes; also the share of images whose predicted
 label set (class-token score > 0) is exactly right.
 
-Usage: python bench/mct_map_variants.py -c synthetic_mct [key=value ...] [--n 150]
+Usage: python experiments/mct_map_variants.py -c synthetic_mct [key=value ...] [--n 150]
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from csdseg.stages.args import parse_args
 from csdseg.config import load_config
 from csdseg.data import build_source
 from csdseg.data.transforms import normalize

@@ -1,12 +1,12 @@
 """The pre-registered CSD study (docs/csd_study.md): named settings against the control.
 
-Runs live beside those of bench/csd_experiment.py (same ``--out``, same data, same
+Runs live beside those of experiments/csd_experiment.py (same ``--out``, same data, same
 ``base_s<seed>`` warm start and ``ctl_s<seed>`` control). Three commands:
 
-  python bench/csd_study.py base --out OUT --seed 3           # baseline + control of a seed
-  python bench/csd_study.py run --out OUT --seed 0 --setting authors_x10 [--eval train]
-  python bench/csd_study.py table --out OUT --seeds 0 [--select]
-  python bench/csd_study.py confirm --out OUT --seeds 3 4 5 --setting ours_x1  # full table
+  python experiments/csd_study.py base --out OUT --seed 3           # baseline + control of a seed
+  python experiments/csd_study.py run --out OUT --seed 0 --setting authors_x10 [--eval train]
+  python experiments/csd_study.py table --out OUT --seeds 0 [--select]
+  python experiments/csd_study.py confirm --out OUT --seeds 3 4 5 --setting ours_x1  # full table
 
 ``run`` trains ``study_<setting>_s<seed>`` warm-started from ``base_s<seed>`` with the
 setting's overrides (the masks it needs are made first: ``masks=final`` trains the baseline's
@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
+from csdseg.stages.args import parse_args
 from csd_experiment import DATA, PRESET, evaluate, run_seed, summarise
 from csdseg.config import Config, load_config
 from csdseg.data.synthetic import generate

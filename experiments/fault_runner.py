@@ -1,4 +1,4 @@
-"""How bench/faults.py runs the pipeline and kills it: the command, one attempt under watch,
+"""How experiments/faults.py runs the pipeline and kills it: the command, one attempt under watch,
 the uninterrupted reference with its stage timings, and the kill plan.
 
 A kill point is a stage of the reference's plan (or the start-up, or the table and report at

@@ -1,6 +1,6 @@
 """Fault injection over the whole pipeline: SIGKILL at random moments, rerun, compare.
 
-  nice -n 10 .venv/bin/python bench/faults.py --kills 100 --seed 0 --baseline both
+  nice -n 10 .venv/bin/python experiments/faults.py --kills 100 --seed 0 --baseline both
 
 For each baseline (IRN, MCTformer), ``csdseg pipeline --baseline-and-csd`` on a tiny synthetic
 dataset runs once uninterrupted (the reference, its stage timings recorded), then in fresh run
@@ -9,7 +9,7 @@ included, as a scheduler's pre-emption does -- at random moments and rerun with 
 command until it completes. A kill point is a stage of the plan (or the start-up, or the table
 and report at the end) and a delay drawn uniformly within that stage's reference duration, so
 kills land during training steps, checkpoint saves, file writes and pool work alike. After each
-recovery the run root must equal the reference (bench/fault_checks.py): CAMs, labels and masks
+recovery the run root must equal the reference (experiments/fault_checks.py): CAMs, labels and masks
 byte for byte, checkpoint weights exactly, report numbers and logs equal, no partial, empty or
 visible temporary file, and no finished stage or file redone. Seeds are printed; a failed
 episode's folder is kept under --out.

@@ -5,13 +5,13 @@ For each seed, in ``--out``:
   ctl_s<seed>              the control: warm-started from base, ``--extra-epochs`` at the
                            fine-tuning rate (optim.lr x csd.finetune_lr_mult), CSD off;
   <setting>_s<seed>        the same warm start, epochs and rate with CSD on and the setting's
-                           overrides (bench/csd_study.py's SETTINGS).
+                           overrides (experiments/csd_study.py's SETTINGS).
 Every run gets make-cam and eval-cam on the train split (IRN's protocol; the report carries the
 context confusion, docs/method.md), and logs every step, so the CSD samples each epoch really
 built are counted. Finished runs are skipped (a killed command resumes); one JSON per run.
 
-  python bench/msrc_study.py run --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
-  python bench/msrc_study.py table --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
+  python experiments/msrc_study.py run --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
+  python experiments/msrc_study.py table --out runs/msrc_study --seeds 0 1 2 --settings ours_x1
 
 Stages 2 and 3 (``downstream``): for each run of ``--seeds``, the pseudo-masks of every
 refiner in ``--refiners`` (scored on train masks) and, for the runs in ``--deeplab``, DeepLab
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from csd_study import SETTINGS  # noqa: E402  (bench/ is a folder of scripts)
+from csd_study import SETTINGS  # noqa: E402  (experiments/ is a folder of scripts)
 from csdseg.runs import lock as run_lock  # noqa: E402
 from csdseg.config import Config, load_config  # noqa: E402
 from csdseg.engine.logger import read_log  # noqa: E402

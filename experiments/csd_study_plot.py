@@ -1,13 +1,14 @@
 """The CSD study's figures (docs/csd_study.md): CSD - control against the dose, or per setting.
 
-  python bench/csd_study_plot.py --out runs/csd_experiment --seeds 0 --png docs/figures/x.png
-  python bench/csd_study_plot.py --out OUT --seeds 0 --settings ours_x1 ours_x1_final ... --png y.png
+  python experiments/csd_study_plot.py --out runs/csd_experiment --seeds 0 --png docs/figures/x.png
+  python experiments/csd_study_plot.py --out OUT --seeds 0 --settings ours_x1 ours_x1_final ... \
+      --png y.png
 
 For each variant (ours, authors), the paired CSD - control on seed(s) ``--seeds`` of
 co-occurrence confusion, the single - multi gap and CAM mIoU @0.15 (train), at the doses the
 study ran (x 0 = the control itself, x 1 = the paper's lambdas, x 10, x 100); a dose not run is
 left out, never interpolated. With ``--settings``: one bar per named setting instead (a setting
-not run is drawn as "not run", never as zero). Reads the files bench/csd_study.py writes.
+not run is drawn as "not run", never as zero). Reads the files experiments/csd_study.py writes.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from csd_study import load_runs, paired  # bench/ is on sys.path when a script runs
+from csd_study import load_runs, paired  # experiments/ is on sys.path when a script runs
 
 DOSES = [0, 1, 10, 100]
 METRICS = [("cooc", "co-occurrence confusion"), ("gap", "single - multi gap"),

@@ -16,7 +16,8 @@ base), with the same result files as one process at the same OMP_NUM_THREADS
 (tests/test_job_pool.py); give ``ir_label.num_workers=1`` so that each child's CRFs do not
 start a pool of their own.
 
-Usage: python bench/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [--jobs 2] [key=value ...]
+Usage: python experiments/csd_experiment.py --out runs/csd_exp --seeds 0 1 2 [--jobs 2]
+           [key=value ...]
        (``--preset synthetic_mct --extra-lr 1e-4``: the same on MCTformer)
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_args import parse_args, split_overrides  # bench/ is on sys.path when a script runs
+from csdseg.stages.args import parse_args, split_overrides
 from job_pool import Job, python_argv, run_jobs
 from csdseg.config import Config, load_config
 from csdseg.data import build_source
@@ -133,7 +134,7 @@ def run_seed(root: Path, out: Path, seed: int, args: argparse.Namespace,
 
 
 def run_parallel(out: Path, seeds: list[int], args: argparse.Namespace) -> None:
-    """Every (seed, run) as its own process, ``--jobs`` at a time (bench/job_pool.py): the
+    """Every (seed, run) as its own process, ``--jobs`` at a time (experiments/job_pool.py): the
     same result files as the sequential path."""
     # this command line itself (no second list of the options to drift), less --jobs; the
     # later --seeds and --part win over the earlier ones

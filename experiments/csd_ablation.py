@@ -1,7 +1,7 @@
-"""One CSD variant against the runs of bench/csd_experiment.py (same baseline, same budget).
+"""One CSD variant against the runs of experiments/csd_experiment.py (same baseline, same budget).
 
 Example (the literal per-class max normaliser instead of the default global one):
-  python bench/csd_ablation.py --out runs/csd_experiment --seed 0 --name max \
+  python experiments/csd_ablation.py --out runs/csd_experiment --seed 0 --name max \
       csd.normalizer=max
 Trains ``<name>_s<seed>`` warm-started from ``base_s<seed>`` with CSD and the overrides,
 evaluates it like the experiment's runs and writes ``<out>/ablation_<name>_s<seed>.json``.
@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_args import parse_args  # bench/ is on sys.path when a script runs
-from csd_experiment import PRESET, evaluate  # bench/ is the working directory's sibling
+from csdseg.stages.args import parse_args
+from csd_experiment import PRESET, evaluate  # experiments/ is on sys.path when a script runs
 from csdseg.config import load_config
 from csdseg.stages import make_csd_masks, train_cam
 
@@ -30,7 +30,7 @@ def main() -> None:
     out, seed = Path(args.out), args.seed
     base = out / f"base_s{seed}"
     if not (base / "checkpoints" / "cam.pt").is_file():
-        raise SystemExit(f"{base} has no checkpoint: run bench/csd_experiment.py first")
+        raise SystemExit(f"{base} has no checkpoint: run experiments/csd_experiment.py first")
     cfg = load_config(PRESET, [
         f"data.root={out / 'data'}", f"run_root={out}", f"seed={seed}", f"name={args.name}_s{seed}",
         f"train.init_from={base}", f"train.epochs={args.extra_epochs}", f"optim.lr={args.extra_lr}",
