@@ -17,17 +17,15 @@ official, ...), each timed from the decoded uint8 image to the saved arrays (fil
   Runtime; ``multiscale_cam``: the present classes picked before resizing).
 
 Every image's ``cam`` and ``high_res`` must agree within 1e-4. ``--memory`` also runs each
-path alone in a subprocess for its peak RSS. Then eval-cam's images/s (no reference path).
+path alone in a subprocess for its peak RSS. Then eval-cam's images/s (bench/eval_cam.py).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from eval_cam import time_eval_cam  # noqa: E402
 from side_by_side import (interleaved, load, machine, own_peak_gib, ratio_line,  # noqa: E402
                           spread)
 
@@ -201,38 +200,6 @@ def peak_of(path: str, n_images: int, device: str, backend: str) -> float:
                           "--device", device, "--backend", backend], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_gib"]
-
-
-def time_eval_cam(n_images: int) -> dict:
-    from csdseg.evaluation import evaluate_cams, sweep_thresholds
-    from csdseg.data.voc import VOCSource
-    from csdseg.files.cam import save_cam
-    from csdseg.report.visualize import palette_png
-
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "voc"
-        for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation", "cam"):
-            (root / sub).mkdir(parents=True)
-        ids, labels = [f"img_{i:04d}" for i in range(n_images)], {}
-        jpeg = io.BytesIO()
-        Image.fromarray(np.zeros((375, 500, 3), np.uint8)).save(jpeg, format="JPEG")
-        for image_id in ids:
-            keys = np.sort(rng.choice(20, 2, replace=False))
-            mask = np.zeros((375, 500), np.uint8)
-            mask[100:250, 100:300], mask[200:350, 250:450] = keys[0] + 1, keys[1] + 1
-            palette_png(mask).save(root / "SegmentationClass" / f"{image_id}.png")
-            (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(jpeg.getvalue())
-            high = rng.random((2, 375, 500), dtype=np.float32)
-            save_cam(root / "cam" / f"{image_id}.npy", keys, high[:, ::4, ::4], high)
-            labels[image_id] = np.isin(np.arange(20), keys).astype(np.float32)
-        (root / "ImageSets/Segmentation/bench.txt").write_text("\n".join(ids))
-        np.save(root / "cls_labels.npy", labels)
-        source = VOCSource(root, "bench")
-        start = time.perf_counter()
-        evaluate_cams(source, ids, root / "cam", 0.15, sweep_thresholds(0.0, 0.6, 0.01), progress=False)
-        elapsed = time.perf_counter() - start
-    return {"images_per_s": n_images / elapsed}
 
 
 def main() -> None:
