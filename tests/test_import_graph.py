@@ -146,3 +146,12 @@ def test_no_lazy_import_closes_a_cycle():
 def test_the_top_level_holds_parts_of_the_pipeline():
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert loose == ["__init__.py", "__main__.py", "cli.py", "device.py", "errors.py"], loose
+
+
+def test_the_shared_modules_are_leaves():
+    """errors.py and device.py may be imported by any module, so they import nothing back."""
+    graph = import_graph()
+    lazy = import_graph(lazy=True)
+    assert graph["csdseg.errors"] | lazy["csdseg.errors"] == set()
+    assert graph["csdseg.device"] | lazy["csdseg.device"] <= {"csdseg.errors"}
+    assert graph["csdseg.compat"] | lazy["csdseg.compat"] == set()  # csdseg/__init__ imports it
