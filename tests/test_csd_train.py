@@ -71,6 +71,10 @@ def test_csd_training_runs_logs_terms_and_does_not_collapse(setup, capsys, caplo
     for key in ("loss_cls", "loss_fg", "loss_bg", "csd_samples", "dead_cam_share"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert sum(r["csd_samples"] for r in rows) > 0 and any(r["loss_fg"] > 0 for r in rows)
+    # ... and keeps the counts for the pipeline table: the same samples as the step log
+    counts = json.loads((runs / "csd" / "reports" / "csd_counts.json").read_text())
+    assert counts["samples_per_epoch"] == [sum(r["csd_samples"] for r in rows)]
+    assert counts["batches"] == 6 and counts["touched"] == sum(r["csd_samples"] > 0 for r in rows)
     # the same samples with the CSD terms switched off is the baseline's behaviour: CSD may
     # not kill CAMs or wreck classification within these steps
     dead, dead_ref = (np.mean([r["dead_cam_share"] for r in x]) for x in (rows, ref))

@@ -22,7 +22,9 @@ from csdseg.data import build_source
 from csdseg.engine.logger import RunLogger
 from csdseg.files.cam import save_cam
 from csdseg.report.html import build_report
-from csdseg.report.table import write_table
+from csdseg.csd.counts import CsdCounts
+from csdseg.io import atomic_write_json
+from csdseg.report.table import summarise, write_table
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import eval_cam, eval_sem_seg
 from csdseg.files.labels import save_label_png
@@ -62,6 +64,10 @@ def runs(synth_root, tmp_path_factory):
     _fake_run(base, over_activate=True)
     _fake_run(ctl, over_activate=True)
     _fake_run(csd, over_activate=False)
+    counts = CsdCounts()  # what train-cam leaves in a CSD run: 3 batches over 2 epochs
+    for epoch, samples, skipped in ((0, 3, 0), (0, 0, 1), (1, 5, 0)):
+        counts.add(epoch, samples, skipped)
+    atomic_write_json(RunDir.from_config(csd).report("csd_counts"), counts.totals())
     table, markdown = write_table(base, ctl, csd)
     path = build_report(base, ctl, csd, table, n_gallery=4)
     return base, csd, table, markdown, path
@@ -91,6 +97,14 @@ def test_table_reads_the_reports(runs):
     assert "| segmentation mIoU (seg.eval_split) | - | - | - | - |" in markdown
     assert markdown.splitlines()[0] == ("| metric | baseline (base) | control (base_ctl) | "
                                         "CSD (base_csd) | CSD - control |")
+    # how much CSD ran, beside the CSD run only: samples per epoch [3, 5], 2 of 3 batches
+    assert rows["csd_samples_per_epoch"]["csd"] == 4.0
+    assert rows["csd_touched_share"]["csd"] == pytest.approx(2 / 3)
+    assert rows["csd_touched_share"]["control"] is None and rows["csd_touched_share"]["delta"] is None
+    assert "| CSD samples with views per epoch | - | - | 4 | - |" in markdown
+    assert "| share of batches CSD touched | - | - | 66.7 | - |" in markdown
+    # without a CSD run the rows are left out, not shown empty
+    assert not {"csd_samples_per_epoch", "csd_touched_share"} & {r["key"] for r in summarise(base)}
 
 
 def test_report_is_self_contained_with_every_section(runs):

@@ -43,10 +43,12 @@ class CsdCounts:
                 "samples trained without CSD terms (no eligible image to paste)")
 
     def totals(self) -> dict:
-        """samples_per_epoch (list, by epoch), batches, touched, touched_share, skipped."""
+        """samples_per_epoch (list, by epoch) and its mean, batches, touched, touched_share,
+        skipped."""
         rows = [self.epochs[e] for e in sorted(self.epochs)]
         out = {f: sum(r[f] for r in rows) for f in ("batches", "touched", "skipped")}
         out["samples_per_epoch"] = [r["samples"] for r in rows]
+        out["samples_per_epoch_mean"] = sum(out["samples_per_epoch"]) / len(rows) if rows else 0.0
         out["touched_share"] = out["touched"] / out["batches"] if out["batches"] else 0.0
         return out
 

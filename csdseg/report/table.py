@@ -4,7 +4,7 @@ The control is the CSD run without CSD (same warm start from the baseline, same 
 learning rate), so "CSD - control" is the effect of CSD alone; CSD - baseline would mix CSD
 with the extra training. A metric whose report is absent (stage not run yet) is None in the
 JSON and "-" in markdown; the context rows appear only for datasets that record context (the
-synthetic data's ratio, MSRC's context confusion).
+synthetic data's ratio, MSRC's context confusion), CSD's sample counts only beside a CSD run.
 """
 from __future__ import annotations
 
@@ -38,12 +38,22 @@ METRICS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("seg_miou", "segmentation mIoU (seg.eval_split)", "eval_seg", ("miou",)),
     ("seg_context_confusion", "segmentation context confusion", "eval_seg",
      ("context_confusion", "mean")),
+    # how much CSD ran (train-cam's reports/csd_counts.json; the CSD run only)
+    ("csd_samples_per_epoch", "CSD samples with views per epoch", "csd_counts",
+     ("samples_per_epoch_mean",)),
+    ("csd_touched_share", "share of batches CSD touched", "csd_counts", ("touched_share",)),
 ]
 COLUMNS = ("baseline", "control", "csd")
+# rows shown only where some run has them: dataset-specific context figures (the synthetic
+# data's ratio, MSRC's context confusion) and CSD's own counts
+OPTIONAL = {"cam_context_ratio", "cam_context_confusion", "pseudo_context_confusion",
+            "pseudo_context_ratio", "seg_context_confusion", "csd_samples_per_epoch",
+            "csd_touched_share"}
 
 
 def load_report(cfg: Config, stage: str) -> dict[str, Any] | None:
-    path = eval_report_path(cfg, stage)
+    path = (RunDir.from_config(cfg).report(stage) if stage == "csd_counts"
+            else eval_report_path(cfg, stage))
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -67,8 +77,8 @@ def summarise(base: Config, control: Config | None = None,
             row[which] = _dig(load_report(cfg, stage), path) if cfg is not None else None
         if isinstance(row["control"], (int, float)) and isinstance(row["csd"], (int, float)):
             row["delta"] = row["csd"] - row["control"]
-        if "context" in key and all(row[c] is None for c in COLUMNS):
-            continue  # a context figure this dataset does not record (synthetic vs MSRC)
+        if key in OPTIONAL and all(row[c] is None for c in COLUMNS):
+            continue  # a context figure this dataset does not record, or no CSD run
         rows.append(row)
     return rows
 
@@ -76,6 +86,8 @@ def summarise(base: Config, control: Config | None = None,
 def format_cell(key: str, value: Any, signed: bool = False) -> str:
     if value is None:
         return "-"
+    if key.endswith("per_epoch"):  # a count
+        return f"{value:+.0f}" if signed else f"{value:.0f}"
     if key.endswith(("ratio", "threshold")):
         return f"{value:+.2f}" if signed else f"{value:.2f}"
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"

@@ -22,6 +22,7 @@ from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd, warmup_cosine_lr
 from csdseg.engine.seed import seed_everything
+from csdseg.io import atomic_write_json
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
 
@@ -93,4 +94,7 @@ def run(cfg: Config) -> dict:
                  run_dir.checkpoint("cam"))
         if hasattr(step_fn, "summary"):  # CSD: how many samples and batches it touched
             log.info("%s", step_fn.summary())
+            # kept beside the evaluations: the pipeline table shows it (a CSD run that hardly
+            # built a sample reads like a CSD run otherwise; issue 31)
+            atomic_write_json(run_dir.report("csd_counts"), step_fn.counts.totals())
     return result
