@@ -16,7 +16,7 @@ from conftest import tiny_config
 from csdseg.files import atomic as io
 from csdseg.cli import main
 from csdseg.data import build_source
-from csdseg.data.source import DataError, read_image
+from csdseg.data.source import DataError
 from csdseg.engine.checkpoint import load_weights, save_final
 from csdseg.stages.cam_model import build_cam_model
 from csdseg.runs import RunDir
@@ -107,24 +107,6 @@ def test_skip_bad_images_leaves_them_out_and_reports_them(data, tmp_path, caplog
     assert "left out 1 unreadable image(s): syn_val_000003" in caplog.text
     train_cam.run(cfg)  # trains on the 7 good images
     assert RunDir.from_config(cfg).checkpoint("cam").is_file()
-
-
-@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
-def test_grayscale_cmyk_rgba_palette_images_read_as_rgb(tmp_path, mode):
-    rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
-    image = Image.fromarray(rgb).convert(mode)
-    if mode == "RGBA":
-        alpha = np.full((12, 10), 255, np.uint8)
-        alpha[0, 0] = 0  # transparent pixels composite onto white, not black
-        image.putalpha(Image.fromarray(alpha))
-    path = tmp_path / ("x.jpg" if mode in ("L", "CMYK") else "x.png")
-    image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
-    out = read_image(path)
-    assert out.shape == (12, 10, 3) and out.dtype == np.uint8
-    if mode == "L":
-        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
-    if mode == "RGBA":
-        assert out[0, 0].tolist() == [255, 255, 255] and out[1, 1].tolist() == rgb[1, 1].tolist()
 
 
 # --- masks ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from csdseg.engine.logger import RunLogger
 from csdseg.files.cam import save_cam
 from csdseg.report.html import build_report
 from csdseg.csd.counts import CsdCounts
-from csdseg.io import atomic_write_json
+from csdseg.files.atomic import atomic_write_json
 from csdseg.report.table import summarise, write_table
 from csdseg.runs import RunDir, eval_report_path
 from csdseg.stages import eval_cam, eval_sem_seg

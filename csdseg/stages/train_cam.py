@@ -22,7 +22,7 @@ from csdseg.engine.checkpoint import load_weights, unwrap
 from csdseg.engine.loop import TrainSpec, train
 from csdseg.engine.schedule import poly_schedule, sgd, warmup_cosine_lr
 from csdseg.engine.seed import seed_everything
-from csdseg.io import atomic_write_json
+from csdseg.files.atomic import atomic_write_json
 from csdseg.runs import RunDir
 from csdseg.stages.cam_model import build_cam_model
 
