@@ -70,6 +70,11 @@ def _targets(importer: str, node: ast.Import | ast.ImportFrom) -> set[str]:
         names = [base] + [f"{base}.{alias.name}" for alias in node.names]
     out = set()
     ancestors = {".".join(importer.split(".")[:i]) for i in range(1, importer.count(".") + 1)}
+    if isinstance(node, ast.ImportFrom) and base in MODULES and base != importer and any(
+            f"{base}.{alias.name}" not in MODULES for alias in node.names):
+        # ``from P import x`` with x a name P's __init__ defines: it needs P initialised, even
+        # when P is the importer's own package (its __init__ may be the one importing it)
+        out.add(base)
     for name in names:
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
@@ -121,9 +126,25 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+def raw_names(path: Path) -> set[str]:
+    """Every dotted name a file's imports spell (module level or not), as written."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
 def test_the_graph_sees_imports():
     graph = import_graph()
     assert "csdseg.config.sections" in graph["csdseg.config.loading"]
+    metrics = "csdseg.evaluation.metrics"
+    own_name = ast.parse("from csdseg.evaluation import evaluate_labels").body[0]
+    own_module = ast.parse("from csdseg.evaluation import groups").body[0]
+    assert _targets(metrics, own_name) == {"csdseg.evaluation"}  # its own package's __init__
+    assert _targets(metrics, own_module) == {"csdseg.evaluation.groups"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -155,3 +176,15 @@ def test_the_shared_modules_are_leaves():
     assert graph["csdseg.errors"] | lazy["csdseg.errors"] == set()
     assert graph["csdseg.device"] | lazy["csdseg.device"] <= {"csdseg.errors"}
     assert graph["csdseg.compat"] | lazy["csdseg.compat"] == set()  # csdseg/__init__ imports it
+
+
+def test_no_code_of_the_project_imports_an_old_path():
+    """The paths before the layout answer users for one release (csdseg/compat); the project's
+    own code, tests and scripts use the new ones."""
+    from csdseg.compat import MOVED
+
+    files = [p for folder in ("csdseg", "tests", "bench", "experiments")
+             for p in sorted((REPO / folder).rglob("*.py"))]
+    files = [p for p in files if p.name != "test_old_import_paths.py"]
+    found = [f"{p.relative_to(REPO)}: {n}" for p in files for n in sorted(raw_names(p) & set(MOVED))]
+    assert not found, "\n".join(found)

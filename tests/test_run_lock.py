@@ -107,7 +107,7 @@ def test_second_process_stops_at_once_naming_the_first_then_takes_over_after_kil
 def test_lock_is_released_at_exit_after_an_error_and_after_sys_exit(tmp_path):
     for i, ending in enumerate(["raise RuntimeError('boom')", "sys.exit(2)", "pass"]):
         run = tmp_path / f"run{i}"
-        script = (f"import sys\nfrom csdseg import run_lock\n"
+        script = (f"import sys\nfrom csdseg.runs import lock as run_lock\n"
                   f"run_lock.acquire({str(run)!r}, 'x')\n{ending}\n")
         done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                               text=True, timeout=120)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import warnings
 from types import ModuleType
@@ -49,9 +50,31 @@ class _Alias(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         module.__spec__ = self._spec  # the module stays what it is under its new name
-        # stacklevel 2: the first frame outside the import system, i.e. the importing line
         warnings.warn(f"{self.old} moved to {self.new}; import it from there ({self.old} "
-                      "goes in the release after next)", DeprecationWarning, stacklevel=2)
+                      "goes in the release after next)", DeprecationWarning,
+                      stacklevel=_importing_line())
+
+
+_IMPORTLIB = os.path.dirname(importlib.__file__) + os.sep
+_CSDSEG_INIT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "__init__.py")
+
+
+def _importing_line() -> int:
+    """warnings.warn's stacklevel for the line that imported the old name: the first frame
+    outside the import system. warnings skips importlib's frozen bootstrap frames by itself,
+    but not ``importlib.import_module`` nor csdseg's ``__getattr__`` (``csdseg.metrics`` after a
+    bare ``import csdseg``), so count past those too: else the warning names one of them and
+    the default filters hide it."""
+    level, frame = 1, sys._getframe(1)  # level 1: exec_module, the caller of warn
+    while frame.f_back is not None:
+        frame = frame.f_back
+        name = frame.f_code.co_filename
+        if "importlib" in name and "_bootstrap" in name:
+            continue  # not counted by warnings either
+        level += 1
+        if not name.startswith(_IMPORTLIB) and name != _CSDSEG_INIT:
+            return level
+    return level
 
 
 class _Finder(importlib.abc.MetaPathFinder):

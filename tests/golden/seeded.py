@@ -1,4 +1,4 @@
-"""Seeded weights and inputs shared by the golden recording and tests/test_golden.py.
+"""Seeded weights and inputs shared by the golden recording and tests/test_golden_*.py.
 
 ``seeded_state(model, seed)`` fills every floating tensor of a csdseg model's state dict from
 one ``torch.Generator``, key by key in sorted order, so the same (names, shapes, seed) give
