@@ -262,6 +262,8 @@ def main() -> None:
     parser.add_argument("--refiners", nargs="*", default=["rw", "crf"])
     parser.add_argument("--deeplab", nargs="*", default=["base"],
                         help="runs (base, ctl or a setting) that get DeepLab in downstream")
+    parser.add_argument("--runs", nargs="+", help="downstream: only these runs (e.g. ctl "
+                        "context_all); default base, ctl and the settings")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args, rest = parser.parse_known_args()  # key=value overrides may follow any option
     if any("=" not in r for r in rest):
@@ -276,7 +278,7 @@ def main() -> None:
         ceiling(args)
     if args.command in ("downstream", "all"):
         for seed in args.seeds:
-            for run in runs:
+            for run in args.runs or runs:
                 downstream(args, seed, run)
     table(args)
 
