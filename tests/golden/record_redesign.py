@@ -9,6 +9,9 @@ today's code:
     PYTHONPATH=/tmp/pre OMP_NUM_THREADS=1 python tests/golden/record_redesign.py \\
         --data /tmp/syn --runs /tmp/runs --out tests/golden/redesign.npz
 
+``--compare tests/golden/redesign.npz`` instead of ``--out`` prints how far today's outputs are
+from the recording on this machine (docs/reliability.md, "How far 'another CPU' reaches").
+
 The config is the synthetic IRN preset as it was at e400652, with its setting names of that
 time (today's code reads them under the new names, with a warning), shrunk to a few steps:
 train-cam -> make-cam -> make-ir-label -> train-irn -> make-sem-seg -> train-seg -> eval-seg's
@@ -77,11 +80,29 @@ def collect(run: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def drift(want: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per kind of output: the largest difference over its images (CAMs: max |a - b|; label
+    maps: the share of pixels that differ) and how many images differ at all."""
+    out: dict[str, dict] = {}
+    for key in want:
+        kind = key.split("/")[0]
+        a, b = want[key], got[key]
+        value = (float(np.abs(a - b).max()) if kind in ("cam", "high_res")
+                 else float((a != b).mean()))
+        row = out.setdefault(kind, {"max": 0.0, "images_differing": 0, "images": 0})
+        row["max"] = max(row["max"], value)
+        row["images_differing"] += value > 0
+        row["images"] += 1
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="a synthetic dataset folder")
     parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="record the outputs here (.npz)")
+    parser.add_argument("--compare", type=Path,
+                        help="instead, print how far the outputs are from this recording")
     parser.add_argument("--make-data", action="store_true",
                         help="generate the tests' dataset (32 + 8 images at 64 px, seed 0) first")
     args = parser.parse_args()
@@ -89,7 +110,16 @@ def main() -> None:
         from csdseg.data.synthetic import generate
 
         generate(args.data, n_train=32, n_val=8, size=64, seed=0, workers=1)
+    if (args.out is None) == (args.compare is None):
+        parser.error("give one of --out (record) and --compare (measure the drift)")
     arrays = collect(run_pipeline(args.data, args.runs))
+    if args.compare:
+        import torch
+
+        with np.load(args.compare) as want:
+            report = drift({k: want[k] for k in want.files}, arrays)
+        print(f"kernels {torch.backends.cpu.get_cpu_capability()}: {report}")
+        return
     np.savez_compressed(args.out, **arrays)
     print(f"{len(arrays)} arrays -> {args.out}")
 
